@@ -1,0 +1,56 @@
+# Every target bootstraps .venv on a fresh machine; `make run` and `make test` are all the set-up.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# cpu installs tensorflow-cpu; use TF_EXTRA=gpu on a CUDA machine.
+TF_EXTRA ?= cpu
+STAMP  := $(VENV)/.installed
+DLRUN  := $(BIN)/dlrun
+COURSES := outputs/courses
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: help install run test test-fast lint bench course1 capacity regularization course3 optimizers \
+        reproduce reproduce-quick clean
+
+help:
+	@echo "make run        train the default experiment (breast_cancer MLP) and print its summary"
+	@echo "make test       run the test suite"
+	@echo "make course1    capacity + regularization studies  -> $(COURSES)/{capacity,regularization}"
+	@echo "make course3    optimizer comparison              -> $(COURSES)/optimizers"
+	@echo "make bench      speed benchmarks                  -> benchmarks/results.md"
+	@echo "make lint       ruff"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(TF_EXTRA),dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(DLRUN)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check dlrun tests hydra_plugins benchmarks
+
+course1: capacity regularization
+
+capacity: $(STAMP)
+	rm -rf $(COURSES)/capacity
+	$(DLRUN) experiment=capacity hydra.sweep.dir=$(COURSES)/capacity
+
+regularization: $(STAMP)
+	rm -rf $(COURSES)/regularization
+	$(DLRUN) experiment=regularization hydra.sweep.dir=$(COURSES)/regularization
+
+reproduce: course1
+
+clean:
+	rm -rf outputs/runs outputs/sweeps multirun

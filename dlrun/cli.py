@@ -1,0 +1,115 @@
+"""The ``dlrun`` command: a Hydra entrypoint over ``configs/``.
+
+Only wiring lives here. TensorFlow is imported after the config is composed and
+validated, so ``--help``, ``--cfg job`` and config errors answer quickly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from dlrun.config import validate
+from dlrun.errors import UserError
+from dlrun.paths import config_dir
+
+log = logging.getLogger("dlrun")
+
+EXIT_USER_ERROR = 2
+EXIT_SOME_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def _is_multirun() -> bool:
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+def _job(cfg: DictConfig) -> float:
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    overrides = list(hc.overrides.task)
+    try:
+        validate(cfg)
+        from dlrun.run import run_job
+
+        objective = run_job(cfg, run_dir, overrides=overrides)
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:  # one failing job must not end a sweep
+        if not _is_multirun():
+            raise
+        from dlrun.report.run_folder import write_failure
+
+        write_failure(run_dir, err, overrides=overrides, seed=cfg.get("seed"))
+        log.error("job %s failed: %s", hc.job.num, one_line(err))
+        return math.nan
+    if not _is_multirun():
+        from dlrun.report.console import print_run
+
+        print_run(run_dir)
+    return objective
+
+
+def one_line(err: BaseException) -> str:
+    """A single line from an exception chain, with Hydra's option lists folded in."""
+    parts: list[str] = []
+    seen: set[str] = set()
+    node: BaseException | None = err
+    while node is not None:
+        text = str(node).strip()
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        if lines:
+            first = lines[0]
+            if first.startswith("In '") and "': " in first:
+                first = first.split("': ", 1)[1]
+            extra = [ln for ln in lines[1:] if ln.startswith("full_key:")]
+            options = [ln for ln in lines[1:] if not ln.endswith(":") and "Available options" in text
+                       and not ln.startswith(("Config search path", "provider=", "full_key", "object_type"))]
+            msg = first
+            if options:
+                msg += f" (available: {', '.join(options)})"
+            if extra:
+                msg += f" [{extra[0].replace('full_key: ', 'key: ')}]"
+            if msg not in seen and not any(msg in p for p in parts):
+                parts.append(msg)
+                seen.add(msg)
+        node = node.__cause__ or node.__context__
+    return "; ".join(parts) if parts else type(err).__name__
+
+
+def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Console-script entry: run Hydra, answer bad input with one line and exit code 2."""
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them in one line
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    debug = os.environ.get("DLRUN_DEBUG", "") not in ("", "0")
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        _job()
+    except KeyboardInterrupt:
+        print("dlrun: interrupted; results so far are in the run folder", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except (UserError, HydraException, OmegaConfBaseException) as err:
+        if debug:
+            raise
+        print(f"dlrun: error: {one_line(err)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    from dlrun.report.callback import last_sweep_failures
+
+    if last_sweep_failures():
+        sys.exit(EXIT_SOME_FAILED)

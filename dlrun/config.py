@@ -1,0 +1,227 @@
+"""Typed schemas for every config group, registered in Hydra's ConfigStore.
+
+The root schema is stored as ``base_config`` and named as the first default of
+``configs/config.yaml``, so every group option is merged onto a typed node: an unknown
+key or a value of the wrong type fails at composition time with one clear line.
+Value checks that types cannot express (positive epochs, a known optimizer name) live
+in :func:`validate`, which runs before TensorFlow is imported.
+
+This module must stay free of TensorFlow imports: ``dlrun --help`` and config errors
+answer from here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from dlrun.errors import ConfigError
+
+TASKS = ("binary", "multiclass", "regression")
+SCALINGS = ("standard", "minmax", "none")
+MODELS = ("logreg", "mlp", "cnn")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "nadam")
+SCHEDULES = ("constant", "exponential", "step", "cosine", "inverse_time")
+EVALS = ("holdout", "kfold", "iterated_kfold")
+DEVICES = ("auto", "cpu", "gpu")
+PROGRESS = ("auto", "rich", "plain", "none")
+LOOPS = ("auto", "fast", "fit")
+ACTIVATIONS = ("relu", "elu", "selu", "gelu", "tanh", "sigmoid", "swish", "leaky_relu", "linear")
+
+
+@dataclass
+class DatasetConfig:
+    """Which data to load and how to prepare it."""
+
+    name: str = MISSING
+    task: Optional[str] = None  # binary | multiclass | regression; None infers it from the target
+    path: Optional[str] = None  # csv: the file; downloadable sets: a local copy
+    target: Optional[str] = None  # csv: the label column
+    scaling: str = "standard"  # fitted on the training split only
+    test_size: float = 0.2
+    val_size: float = 0.2  # fraction of what is left after the test split
+    max_rows: Optional[int] = None  # stratified subsample, for quick runs and tests
+    sensitive: Optional[str] = None  # a column kept aside for fairness audits
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # logreg | mlp | cnn
+    width: int = 64
+    depth: int = 2
+    activation: str = "relu"
+    initializer: str = "glorot_uniform"
+    batch_norm: bool = False
+    filters: int = 16  # cnn: filters of the first block, doubled per block
+    blocks: int = 2  # cnn: conv blocks
+
+
+@dataclass
+class RegConfig:
+    name: str = MISSING
+    l1: float = 0.0
+    l2: float = 0.0
+    dropout: float = 0.0
+    early_stopping: bool = False
+    patience: int = 10  # epochs without improvement of the monitored value
+    min_delta: float = 0.0
+    monitor: str = "val_loss"
+    restore_best_weights: bool = True
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = MISSING
+    lr: float = MISSING
+    batch_size: int = 32
+    momentum: float = 0.0  # sgd-family only
+    nesterov: bool = False
+    rho: float = 0.9  # rmsprop
+    beta_1: float = 0.9  # adam-family
+    beta_2: float = 0.999
+    epsilon: float = 1e-7
+    weight_decay: float = 0.0  # adamw decoupled weight decay
+    clipnorm: Optional[float] = None
+    schedule: str = "constant"
+    decay_rate: float = 0.5  # exponential/step/inverse_time: factor per decay_epochs
+    decay_epochs: float = 10.0
+    min_lr_fraction: float = 0.0  # cosine: the floor, as a fraction of lr
+
+
+@dataclass
+class EvalConfig:
+    name: str = MISSING  # holdout | kfold | iterated_kfold
+    folds: int = 5
+    repeats: int = 1
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 100
+    device: str = "auto"  # auto | cpu | gpu
+    mixed_precision: bool = False  # float16 compute, only where a GPU is present
+    loop: str = "auto"  # auto (compiled epoch loop for in-memory data) | fast | fit
+    progress: str = "auto"  # auto: rich on a terminal, plain lines otherwise
+    save_model: bool = False
+    deterministic: bool = True  # op determinism: same seed, same numbers on CPU
+    threads: int = 0  # TF intra-op threads; 0 lets TF choose (1 per job under joblib)
+    tensorboard: bool = False
+    reduce_lr_on_plateau: bool = False
+    resume: bool = False  # continue from the last epoch checkpoint in the run folder
+    checkpoint_every: int = 1  # epochs between resumable checkpoints; 0 turns them off
+
+
+@dataclass
+class DiagnosisConfig:
+    bayes_error: Optional[float] = None  # the error you believe unavoidable, if known
+    gap_threshold: float = 0.02  # train-validation gap (headline metric) called overfitting
+    underfit_threshold: float = 0.05  # distance to the best reachable score called underfitting
+
+
+@dataclass
+class StudyConfig:
+    """What a sweep compares and which claim its report checks."""
+
+    name: Optional[str] = None
+    kind: str = "generic"  # generic | capacity | regularization | optimizers
+    claim: Optional[str] = None
+    baseline: Optional[str] = None  # the group value the others are measured against
+    target_fraction: float = 0.95  # time-to-target: this fraction of the best validation score
+
+
+@dataclass
+class Config:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    reg: RegConfig = field(default_factory=RegConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    seed: int = 0
+    experiment: Optional[Any] = None
+
+
+def register_configs() -> None:
+    """Store the root schema as ``base_config`` (idempotent)."""
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+register_configs()
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    _check(value in allowed, f"{key}={value!r} is not one of: {', '.join(allowed)}")
+
+
+def _positive(key: str, value: float) -> None:
+    _check(
+        value is not None and math.isfinite(value) and value > 0,
+        f"{key} must be positive, got {value}",
+    )
+
+
+def _fraction(key: str, value: float, *, closed: bool = False) -> None:
+    hi_ok = value <= 1 if closed else value < 1
+    _check(0 <= value and hi_ok, f"{key} must be in [0, 1{']' if closed else ')'}, got {value}")
+
+
+def validate(cfg: Any) -> None:
+    """Check the values that types cannot, before anything heavy is imported.
+
+    Args:
+        cfg: the composed root config (``DictConfig`` over :class:`Config`).
+
+    Raises:
+        ConfigError: with a one-line message naming the key and what to do.
+    """
+    d, m, r, o, e, t = cfg.dataset, cfg.model, cfg.reg, cfg.optimizer, cfg.eval, cfg.trainer
+    if d.task is not None:
+        _choice("dataset.task", d.task, TASKS)
+    _choice("dataset.scaling", d.scaling, SCALINGS)
+    _check(0 < d.test_size < 1, f"dataset.test_size must be in (0, 1), got {d.test_size}")
+    _check(0 < d.val_size < 1, f"dataset.val_size must be in (0, 1), got {d.val_size}")
+    if d.max_rows is not None:
+        _check(d.max_rows >= 20, f"dataset.max_rows must be at least 20, got {d.max_rows}")
+
+    _choice("model", m.name, MODELS)
+    _choice("model.activation", m.activation, ACTIVATIONS)
+    _check(m.width >= 1, f"model.width must be at least 1, got {m.width}")
+    _check(m.depth >= 0, f"model.depth must be 0 or more, got {m.depth}")
+    _check(m.filters >= 1 and m.blocks >= 1, "model.filters and model.blocks must be at least 1")
+
+    for key in ("l1", "l2"):
+        _check(r[key] >= 0, f"reg.{key} must be 0 or more, got {r[key]}")
+    _fraction("reg.dropout", r.dropout)
+    _check(r.patience >= 1, f"reg.patience must be at least 1, got {r.patience}")
+
+    _choice("optimizer", o.name, OPTIMIZERS)
+    _positive("optimizer.lr", o.lr)
+    _check(o.batch_size >= 1, f"optimizer.batch_size must be at least 1, got {o.batch_size}")
+    _fraction("optimizer.momentum", o.momentum)
+    if o.clipnorm is not None:
+        _positive("optimizer.clipnorm", o.clipnorm)
+    _choice("optimizer.schedule", o.schedule, SCHEDULES)
+    _positive("optimizer.decay_epochs", o.decay_epochs)
+    _positive("optimizer.decay_rate", o.decay_rate)
+
+    _choice("eval", e.name, EVALS)
+    _check(e.folds >= 2, f"eval.folds must be at least 2, got {e.folds}")
+    _check(e.repeats >= 1, f"eval.repeats must be at least 1, got {e.repeats}")
+
+    _check(t.epochs >= 1, f"trainer.epochs must be at least 1, got {t.epochs}")
+    _choice("trainer.device", t.device, DEVICES)
+    _choice("trainer.progress", t.progress, PROGRESS)
+    _choice("trainer.loop", t.loop, LOOPS)
+    _check(t.threads >= 0, f"trainer.threads must be 0 (auto) or more, got {t.threads}")
+    _check(cfg.seed >= 0, f"seed must be 0 or more, got {cfg.seed}")

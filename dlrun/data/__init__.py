@@ -1,0 +1,45 @@
+"""Data: one module per data family, each exposing ``load(cfg) -> Table``.
+
+:func:`load_table` picks the loader by ``dataset.name``; :mod:`dlrun.data.split` turns a
+table into train / validation / test arrays with preprocessing fitted on the training
+split only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dlrun.config import DatasetConfig
+from dlrun.data.table import Splits, Table
+from dlrun.errors import ConfigError
+
+
+def _registry() -> dict[str, Callable[[DatasetConfig], Table]]:
+    from dlrun.data import csv_table, mnist, sklearn_sets
+
+    return {
+        "breast_cancer": sklearn_sets.load_breast_cancer,
+        "digits": sklearn_sets.load_digits,
+        "diabetes": sklearn_sets.load_diabetes,
+        "mnist_5k": mnist.load_mnist_5k,
+        "csv": csv_table.load,
+    }
+
+
+def load_table(cfg: DatasetConfig) -> Table:
+    """Load the table that ``cfg.name`` names.
+
+    Raises:
+        ConfigError: when no loader is registered under that name.
+        DataError: when the data cannot be read or used.
+    """
+    loaders = _registry()
+    if cfg.name not in loaders:
+        raise ConfigError(
+            f"dataset.name={cfg.name!r} has no loader; make sure it is registered in "
+            f"dlrun.data (known: {', '.join(sorted(loaders))})"
+        )
+    return loaders[cfg.name](cfg)
+
+
+__all__ = ["Splits", "Table", "load_table"]

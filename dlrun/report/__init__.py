@@ -1,0 +1,1 @@
+"""Reports: the run folder's files, and the sweep-level comparison."""

@@ -1,0 +1,171 @@
+"""The run folder (DESIGN §3): history, metrics, plots and the summary of one job."""
+
+from __future__ import annotations
+
+import logging
+import math
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dlrun.config import Config
+from dlrun.diagnosis import Diagnosis, diagnose
+from dlrun.report.files import write_csv, write_json, write_text
+from dlrun.task import TaskSpec
+
+log = logging.getLogger(__name__)
+
+METRICS = "metrics.json"
+HISTORY = "history.csv"
+
+
+@dataclass
+class RunSummary:
+    """The headline facts of a finished run, as written to ``metrics.json``."""
+
+    status: str
+    objective: float
+    metrics: dict[str, Any]
+
+
+def _mean_std(dicts: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    keys = sorted(set().union(*dicts)) if dicts else []
+    mean = {k: float(np.nanmean([d.get(k, np.nan) for d in dicts])) for k in keys}
+    std = {k: float(np.nanstd([d.get(k, np.nan) for d in dicts])) for k in keys}
+    return mean, std
+
+
+def _history_frame(outcomes) -> pd.DataFrame:
+    frames = []
+    for i, o in enumerate(outcomes):
+        frame = pd.DataFrame(o.fit.history)
+        if len(outcomes) > 1:
+            frame.insert(0, "fold", i + 1)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _curve_frame(history: pd.DataFrame) -> pd.DataFrame:
+    """Mean curve over folds (the history itself for a holdout run)."""
+    if "fold" not in history or history.empty:
+        return history
+    return history.drop(columns="fold").groupby("epoch", as_index=False).mean()
+
+
+def describe_config(cfg: Config) -> str:
+    m, r, o = cfg.model, cfg.reg, cfg.optimizer
+    model = "logreg" if m.name == "logreg" else f"{m.name} (depth {m.depth}, width {m.width}, {m.activation})"
+    reg_parts = [f"l1={r.l1:g}" if r.l1 else "", f"l2={r.l2:g}" if r.l2 else "",
+                 f"dropout={r.dropout:g}" if r.dropout else "",
+                 f"early stopping (patience {r.patience})" if r.early_stopping else ""]
+    reg = ", ".join(p for p in reg_parts if p) or "none"
+    return (
+        f"dataset={cfg.dataset.name} · model={model} · reg={r.name} ({reg}) · "
+        f"optimizer={o.name} (lr {o.lr:g}, batch {o.batch_size}, {o.schedule}) · "
+        f"epochs={cfg.trainer.epochs} · eval={cfg.eval.name} · seed={cfg.seed}"
+    )
+
+
+def _diagnose(cfg: Config, spec: TaskSpec, outcomes, fold_metrics) -> Diagnosis:
+    restored = cfg.reg.early_stopping and cfg.reg.restore_best_weights
+    train_score = float(np.nanmean([m["train"].get(spec.fit_metric, np.nan) for m in fold_metrics]))
+    val_score = float(np.nanmean([m["val"].get(spec.fit_metric, np.nan) for m in fold_metrics]))
+    return diagnose(
+        outcomes[0].fit.history, train_score=train_score, val_score=val_score,
+        fit_metric=spec.fit_metric, cfg=cfg.diagnosis, restored_best=restored,
+    )
+
+
+def write_run_folder(
+    run_dir: Path, *, cfg: Config, spec: TaskSpec, outcomes, device: str,
+    versions: dict[str, str], overrides: list[str], dataset_name: str,
+) -> RunSummary:
+    """Write every file of the run-folder contract and return the run's summary."""
+    from dlrun.evaluate import class_report, confusion
+    from dlrun.report.plots import plot_confusion, plot_curves
+    from dlrun.report.summary import write_summary
+
+    run_dir = Path(run_dir)
+    last = outcomes[-1]
+    status = next((o.fit.status for o in outcomes if o.fit.status != "ok"), "ok")
+    history = _history_frame(outcomes)
+    write_csv(run_dir / HISTORY, history)
+
+    fold_metrics = [o.metrics for o in outcomes]
+    splits_mean = {s: _mean_std([m[s] for m in fold_metrics])[0] for s in ("train", "val", "test")}
+    splits_std = {s: _mean_std([m[s] for m in fold_metrics])[1] for s in ("train", "val", "test")}
+    diagnosis = _diagnose(cfg, spec, outcomes, fold_metrics)
+    best = diagnosis.best_epoch
+    fit_seconds = float(sum(o.fit.fit_seconds for o in outcomes))
+    epochs_run = int(sum(o.fit.epochs_run for o in outcomes))
+    objective = splits_mean["val"].get(spec.headline, math.nan) if status == "ok" else math.nan
+    metrics: dict[str, Any] = {
+        "status": status,
+        "message": next((o.fit.message for o in outcomes if o.fit.message), None),
+        "diverged_epoch": last.fit.epochs_run if status == "diverged" else None,
+        "dataset": dataset_name, "task": spec.task, "model": cfg.model.name, "reg": cfg.reg.name,
+        "optimizer": cfg.optimizer.name, "lr": cfg.optimizer.lr, "batch_size": cfg.optimizer.batch_size,
+        "headline": spec.headline, "greater_is_better": spec.greater_is_better,
+        "fit_metric": spec.fit_metric, "objective": objective,
+        **splits_mean,
+        "baseline": last.baseline,
+        "best_epoch": best, "epochs_run": epochs_run, "stopped_early": any(o.fit.stopped_early for o in outcomes),
+        "fit_seconds": fit_seconds, "seconds_per_epoch": fit_seconds / max(epochs_run, 1),
+        "loop": last.fit.loop, "device": device, "params": last.params,
+        "sizes": last.splits.sizes(),
+        "eval": {"protocol": cfg.eval.name, "folds": len(outcomes)},
+        "diagnosis": diagnosis.to_dict(),
+        "seed": cfg.seed, "overrides": overrides, "versions": versions,
+    }
+    if len(outcomes) > 1:
+        metrics["std"] = splits_std
+        metrics["folds"] = [{"fold": i + 1, **m, "epochs_run": o.fit.epochs_run}
+                            for i, (o, m) in enumerate(zip(outcomes, fold_metrics))]
+
+    if not history.empty:
+        plot_curves(_curve_frame(history), run_dir / "curves.png", metric=f"{spec.headline}"
+                    if f"val_{spec.headline}" in history and spec.headline in history else
+                    ("accuracy" if spec.is_classification else "mae"),
+                    best_epoch=best, title=f"{cfg.model.name} on {dataset_name} ({cfg.reg.name})")
+    if spec.is_classification and status == "ok":
+        matrix = sum(confusion(o.splits, o.test_pred, spec) for o in outcomes)
+        plot_confusion(matrix, last.splits.class_names, run_dir / "confusion_matrix.png",
+                       title=f"test confusion matrix ({dataset_name})")
+        preds = np.concatenate([o.test_pred for o in outcomes])
+        report_splits = last.splits
+        if len(outcomes) > 1:
+            import copy
+
+            report_splits = copy.copy(last.splits)
+            report_splits.y_test = np.concatenate([o.splits.y_test for o in outcomes])
+        write_csv(run_dir / "classification_report.csv", class_report(report_splits, preds, spec), index=True)
+    if cfg.trainer.save_model and status == "ok":
+        _save_model(last.model, run_dir / "model.keras")
+    write_json(run_dir / METRICS, metrics)
+    write_summary(run_dir, cfg=cfg, spec=spec, metrics=metrics, diagnosis=diagnosis,
+                  config_line=describe_config(cfg))
+    return RunSummary(status, objective, metrics)
+
+
+def _save_model(model, path: Path) -> None:
+    """Save via a temporary name in the same folder, then rename (atomic)."""
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    tmp.replace(path)
+
+
+def write_failure(run_dir: Path, error: BaseException, *, overrides: list[str], seed: int | None) -> None:
+    """Record a job that raised: ``metrics.json`` with status ``failed`` and ``error.txt``."""
+    run_dir = Path(run_dir)
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    write_text(run_dir / "error.txt", "".join(traceback.format_exception(error)))
+    write_json(run_dir / METRICS, {
+        "status": "failed", "message": f"{type(error).__name__}: {message}", "objective": None,
+        "overrides": overrides, "seed": seed,
+    })
+    write_text(run_dir / "summary.md", f"# Run failed\n\n{type(error).__name__}: {message}\n\n"
+               "The full traceback is in [error.txt](error.txt).\n")

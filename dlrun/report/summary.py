@@ -1,0 +1,80 @@
+"""``summary.md``: what ran, the numbers, the diagnosis, and links to the plots."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from dlrun.config import Config
+from dlrun.diagnosis import Diagnosis
+from dlrun.report.files import write_text
+from dlrun.task import TaskSpec
+
+_STATUS_TEXT = {
+    "ok": "finished",
+    "diverged": "**diverged**: the loss became NaN or infinite and training was stopped",
+    "interrupted": "**interrupted** before the last epoch; the history so far is kept",
+}
+
+
+def _num(v: Any) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def score_table(metrics: dict[str, Any], spec: TaskSpec) -> str:
+    """A markdown table: one row per split plus the dumb baseline on the test split."""
+    order = ["loss", "accuracy", "macro_f1", "roc_auc", "pr_auc"] if spec.is_classification else [
+        "loss", "mae", "mse", "r2"]
+    cols = [c for c in order if any(c in (metrics.get(s) or {}) for s in ("train", "val", "test"))]
+    lines = ["| split | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    baseline_name = "baseline: majority class" if spec.is_classification else "baseline: training mean"
+    for name, key in (("train", "train"), ("validation", "val"), ("test", "test"), (baseline_name, "baseline")):
+        row = metrics.get(key) or {}
+        lines.append(f"| {name} | " + " | ".join(_num(row.get(c)) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def write_summary(
+    run_dir: Path, *, cfg: Config, spec: TaskSpec, metrics: dict[str, Any], diagnosis: Diagnosis,
+    config_line: str,
+) -> Path:
+    status = metrics["status"]
+    head = metrics["test"].get(spec.headline, math.nan)
+    base = metrics["baseline"].get(spec.headline, math.nan)
+    better = "higher" if spec.greater_is_better else "lower"
+    lines = [
+        f"# {cfg.model.name} on {metrics['dataset']}: {diagnosis.verdict}",
+        "",
+        f"**Run:** {config_line}",
+        "",
+        f"**Status:** {_STATUS_TEXT.get(status, status)} · {metrics['epochs_run']} epochs in "
+        f"{metrics['fit_seconds']:.1f} s ({metrics['loop']} loop, {metrics['device']}) · "
+        f"{metrics['params']:,} parameters · best epoch {metrics['best_epoch']}",
+    ]
+    if metrics.get("message"):
+        lines += ["", f"> {metrics['message']}"]
+    lines += [
+        "",
+        f"**Headline:** test {spec.headline} {_num(head)} against {_num(base)} for the dumb baseline "
+        f"({better} is better).",
+        "",
+        "## Scores",
+        "",
+        score_table(metrics, spec),
+    ]
+    if "std" in metrics:
+        lines += ["", f"Means over {metrics['eval']['folds']} folds; standard deviations are in metrics.json."]
+    lines += ["", f"## Diagnosis: {diagnosis.verdict}", ""]
+    lines += [f"- {e}" for e in diagnosis.evidence]
+    lines += ["", "Usual remedies:", ""] + [f"- {r}" for r in diagnosis.remedies]
+    lines += ["", "## Files", "", "- [learning curves](curves.png)"]
+    if spec.is_classification and status == "ok":
+        lines += ["- [confusion matrix](confusion_matrix.png)",
+                  "- [per-class report](classification_report.csv)"]
+    lines += ["- [per-epoch history](history.csv)", "- [all metrics](metrics.json)"]
+    if cfg.trainer.save_model and status == "ok":
+        lines.append("- [model](model.keras)")
+    return write_text(Path(run_dir) / "summary.md", "\n".join(lines) + "\n")
