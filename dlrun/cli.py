@@ -49,6 +49,10 @@ def _job(cfg: DictConfig) -> float:
         raise
     except Exception as err:  # one failing job must not end a sweep
         if not _is_multirun():
+            if isinstance(err, UserError) and not _debug():
+                # Raised here, Hydra would print its own banner before ours.
+                print(f"dlrun: error: {one_line(err)}", file=sys.stderr)
+                raise SystemExit(EXIT_USER_ERROR) from None
             raise
         from dlrun.report.run_folder import write_failure
 
@@ -65,28 +69,30 @@ def _job(cfg: DictConfig) -> float:
 def one_line(err: BaseException) -> str:
     """A single line from an exception chain, with Hydra's option lists folded in."""
     parts: list[str] = []
-    seen: set[str] = set()
     node: BaseException | None = err
     while node is not None:
-        text = str(node).strip()
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        if lines:
-            first = lines[0]
-            if first.startswith("In '") and "': " in first:
-                first = first.split("': ", 1)[1]
-            extra = [ln for ln in lines[1:] if ln.startswith("full_key:")]
-            options = [ln for ln in lines[1:] if not ln.endswith(":") and "Available options" in text
-                       and not ln.startswith(("Config search path", "provider=", "full_key", "object_type"))]
-            msg = first
-            if options:
+        lines = [ln.strip() for ln in str(node).strip().splitlines() if ln.strip()]
+        if lines and "$VALUE" not in lines[0]:
+            msg = lines[0]
+            if msg.startswith("In '") and "': " in msg:
+                msg = msg.split("': ", 1)[1]
+            if any("Available options" in ln for ln in lines):
+                options = [ln for ln in lines[1:] if not ln.endswith(":") and not ln.startswith(
+                    ("Config search path", "provider=", "full_key", "object_type", "Available"))]
                 msg += f" (available: {', '.join(options)})"
-            if extra:
-                msg += f" [{extra[0].replace('full_key: ', 'key: ')}]"
-            if msg not in seen and not any(msg in p for p in parts):
+            key = next((ln[len("full_key:"):].strip() for ln in lines[1:] if ln.startswith("full_key:")), "")
+            if key:
+                msg += f" [key: {key}]"
+            if not any(msg in p for p in parts):
                 parts.append(msg)
-                seen.add(msg)
+            if key:
+                break  # the cause below an OmegaConf error with a key adds nothing new
         node = node.__cause__ or node.__context__
     return "; ".join(parts) if parts else type(err).__name__
+
+
+def _debug() -> bool:
+    return os.environ.get("DLRUN_DEBUG", "") not in ("", "0")
 
 
 def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
@@ -97,7 +103,6 @@ def main() -> None:
     """Console-script entry: run Hydra, answer bad input with one line and exit code 2."""
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them in one line
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    debug = os.environ.get("DLRUN_DEBUG", "") not in ("", "0")
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         _job()
@@ -105,7 +110,7 @@ def main() -> None:
         print("dlrun: interrupted; results so far are in the run folder", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except (UserError, HydraException, OmegaConfBaseException) as err:
-        if debug:
+        if _debug():
             raise
         print(f"dlrun: error: {one_line(err)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)

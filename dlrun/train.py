@@ -276,6 +276,8 @@ def train(
     sample_weight: Optional[np.ndarray] = None,
     on_epoch: Optional[Callable[[int, dict[str, float]], None]] = None,
     seed: int = 0,
+    initial_epoch: int = 0,
+    history: Optional[list[dict[str, float]]] = None,
 ) -> FitResult:
     """Train ``model`` on ``splits`` and return its history and status.
 
@@ -291,6 +293,9 @@ def train(
         sample_weight: one weight per training row (class weights folded in). Defaults to ones.
         on_epoch: called after each epoch with its 1-based number and history row.
         seed: shuffling seed. Defaults to 0.
+        initial_epoch: epochs already done (resuming); training continues from there.
+            Defaults to 0.
+        history: the history rows of those epochs, kept at the head of the result.
 
     Returns:
         A :class:`FitResult`; ``status`` is ``ok``, ``diverged`` or ``interrupted``.
@@ -300,8 +305,8 @@ def train(
     weights = np.ones(len(splits.y_train)) if sample_weight is None else np.asarray(sample_weight)
     cb_list = keras.callbacks.CallbackList(callbacks, model=model)
     run = _fast_loop if chosen == "fast" else _fit_loop
-    history: list[dict[str, float]] = []
-    sink: list[dict[str, float]] = history
+    done = list(history or [])
+    sink: list[dict[str, float]] = list(done)
 
     def record(epoch: int, row: dict[str, float]) -> None:
         sink.append(row)
@@ -312,10 +317,10 @@ def train(
     try:
         rows, status, message = run(
             model, splits, spec, epochs=epochs, batch_size=batch_size, sample_weight=weights,
-            callbacks=cb_list, on_epoch=record, seed=seed,
+            callbacks=cb_list, on_epoch=record, seed=seed, initial_epoch=initial_epoch, history=done,
         )
     except KeyboardInterrupt:
-        rows, status, message = list(history), "interrupted", "stopped by the user (Ctrl-C or SIGTERM)"
+        rows, status, message = list(sink), "interrupted", "stopped by the user (Ctrl-C or SIGTERM)"
     seconds = time.perf_counter() - start
     stopped_early = status == "ok" and len(rows) < epochs
     return FitResult(rows, status, chosen, seconds, stopped_early, message)
