@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dlrun.config import validate
 from dlrun.errors import UserError
+from dlrun.launch import size_thread_pools
 from dlrun.paths import config_dir
 
 log = logging.getLogger("dlrun")
@@ -42,6 +43,7 @@ def _job(cfg: DictConfig) -> float:
     overrides = list(hc.overrides.task)
     try:
         validate(cfg)
+        size_thread_pools(cfg)  # trainer.threads=0: this job's share of the cores
         from dlrun.run import run_job
 
         objective = run_job(cfg, run_dir, overrides=overrides)
@@ -113,6 +115,12 @@ def main() -> None:
         if _debug():
             raise
         print(f"dlrun: error: {one_line(err)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except OSError as err:  # e.g. Hydra cannot create the output folder
+        if _debug() or err.filename is None:
+            raise
+        print(f"dlrun: error: {err.strerror}: {err.filename}; check the path "
+              "(outputs go to hydra.run.dir / hydra.sweep.dir, which must be writable)", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     from dlrun.report.callback import last_sweep_failures
 

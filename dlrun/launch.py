@@ -1,0 +1,71 @@
+"""How many TensorFlow threads a job gets, given the Hydra launcher that runs it.
+
+``trainer.threads=0`` means "size it for me": under the joblib launcher the machine's
+cores are shared evenly between the jobs that run at once (``cores // n_jobs``, at least
+one), so parallel jobs do not fight over the same cores; under submitit a job gets the
+``cpus_per_task`` it reserved; under the basic launcher (one job at a time) TensorFlow
+chooses. A positive ``trainer.threads`` always wins.
+
+Kept free of TensorFlow imports: it runs before the job imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any, Optional
+
+log = logging.getLogger(__name__)
+
+
+def cpu_count() -> int:
+    """Cores this process may use (CPU affinity and cgroup quotas respected, as joblib counts)."""
+    try:
+        import joblib
+
+        return max(1, int(joblib.cpu_count()))
+    except ImportError:  # joblib comes with hydra-joblib-launcher; be safe without it
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def parallel_jobs(n_jobs: int, *, cores: int) -> int:
+    """Jobs joblib runs at once for its ``n_jobs`` (negative counts back from ``cores``)."""
+    if n_jobs == 0:
+        raise ValueError("hydra.launcher.n_jobs=0 runs nothing; use -1 (every core) or a positive count")
+    return max(1, n_jobs if n_jobs > 0 else cores + 1 + n_jobs)
+
+
+def job_threads(threads: int, launcher: Optional[Mapping[str, Any]], *, cores: Optional[int] = None) -> int:
+    """The TF thread-pool size for one job (0: let TensorFlow choose).
+
+    Args:
+        threads: ``trainer.threads`` as configured; a positive value is returned as is.
+        launcher: the job's ``hydra.launcher`` node (None outside Hydra).
+        cores: cores on this machine. Defaults to :func:`cpu_count`.
+    """
+    if threads > 0 or not launcher:
+        return threads
+    target = str(launcher.get("_target_", ""))
+    if "joblib" in target.lower():
+        cores = cores or cpu_count()
+        return max(1, cores // parallel_jobs(int(launcher.get("n_jobs", -1)), cores=cores))
+    if "submitit" in target.lower() and launcher.get("cpus_per_task"):
+        return int(launcher["cpus_per_task"])
+    return 0
+
+
+def size_thread_pools(cfg: Any) -> None:
+    """Replace ``cfg.trainer.threads=0`` by the launcher's share of cores, in place.
+
+    Call inside a Hydra job, before the job is run. Outside a Hydra job it does nothing.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    launcher = HydraConfig.get().get("launcher")
+    threads = job_threads(int(cfg.trainer.threads), launcher)
+    if threads != cfg.trainer.threads:
+        log.debug("trainer.threads=%d for this job (launcher %s)", threads, launcher.get("_target_"))
+        cfg.trainer.threads = threads
