@@ -9,7 +9,13 @@ import pytest
 from dlrun.config import DatasetConfig
 from dlrun.data import load_table
 from dlrun.data.csv_table import infer_task
-from dlrun.data.split import check_class_counts, fold_indices, holdout_indices, make_splits, subsample
+from dlrun.data.split import (
+    check_class_counts,
+    fold_indices,
+    holdout_indices,
+    make_splits,
+    subsample,
+)
 from dlrun.data.table import Table
 from dlrun.errors import ConfigError, DataError
 

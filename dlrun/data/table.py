@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -29,8 +28,8 @@ class Table:
     task: str
     class_names: list[str] = field(default_factory=list)
     scaled: bool = False
-    sensitive: Optional[np.ndarray] = None
-    image_shape: Optional[tuple[int, int, int]] = None  # (height, width, channels) of flat images
+    sensitive: np.ndarray | None = None
+    image_shape: tuple[int, int, int] | None = None  # (height, width, channels) of flat images
 
     @property
     def n_rows(self) -> int:
@@ -56,8 +55,8 @@ class Splits:
     feature_names: list[str]
     y_mean: float = 0.0
     y_std: float = 1.0
-    sensitive_test: Optional[np.ndarray] = None
-    image_shape: Optional[tuple[int, int, int]] = None
+    sensitive_test: np.ndarray | None = None
+    image_shape: tuple[int, int, int] | None = None
 
     @property
     def n_classes(self) -> int:

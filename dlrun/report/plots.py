@@ -18,7 +18,7 @@ def plot_curves(history: pd.DataFrame, path: Path, *, metric: str, best_epoch: i
     """Loss and ``metric``, train against validation, best epoch marked."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     panels = (("loss", "loss"), (metric, metric))
-    for ax, (key, label) in zip(axes, panels):
+    for ax, (key, label) in zip(axes, panels, strict=True):
         for prefix, style, name in (("", "-", "train"), ("val_", "--", "validation")):
             col = f"{prefix}{key}"
             if col in history:

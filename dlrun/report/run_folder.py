@@ -124,7 +124,7 @@ def write_run_folder(
     if len(outcomes) > 1:
         metrics["std"] = splits_std
         metrics["folds"] = [{"fold": i + 1, **m, "epochs_run": o.fit.epochs_run}
-                            for i, (o, m) in enumerate(zip(outcomes, fold_metrics))]
+                            for i, (o, m) in enumerate(zip(outcomes, fold_metrics, strict=True))]
 
     if not history.empty:
         plot_curves(_curve_frame(history), run_dir / "curves.png", metric=f"{spec.headline}"

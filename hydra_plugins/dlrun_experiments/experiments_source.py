@@ -8,8 +8,8 @@ scheme, finding the folder in a checkout or inside an installed wheel alike.
 
 from __future__ import annotations
 
+import builtins
 import os
-from typing import List, Optional
 
 from hydra.core.object_type import ObjectType
 from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSource
@@ -29,7 +29,7 @@ class ExperimentsConfigSource(ConfigSource):
     def scheme() -> str:
         return "dlrun-experiments"
 
-    def _file(self, config_path: str) -> Optional[str]:
+    def _file(self, config_path: str) -> str | None:
         """The preset file behind ``experiment/<name>``, or None for any other path."""
         head, _, name = config_path.strip("/").partition("/")
         if head != GROUP or not name or "/" in name:
@@ -59,7 +59,7 @@ class ExperimentsConfigSource(ConfigSource):
         full_path = self._file(config_path)
         return full_path is not None and os.path.isfile(full_path)
 
-    def list(self, config_path: str, results_filter: Optional[ObjectType]) -> List[str]:
+    def list(self, config_path: str, results_filter: ObjectType | None) -> builtins.list[str]:
         path = config_path.strip("/")
         if path == "":
             return [GROUP] if results_filter in (None, ObjectType.GROUP) else []
