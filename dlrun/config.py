@@ -13,8 +13,9 @@ answer from here.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -38,14 +39,15 @@ class DatasetConfig:
     """Which data to load and how to prepare it."""
 
     name: str = MISSING
-    task: Optional[str] = None  # binary | multiclass | regression; None infers it from the target
-    path: Optional[str] = None  # csv: the file; downloadable sets: a local copy
-    target: Optional[str] = None  # csv: the label column
+    task: str | None = None  # binary | multiclass | regression; None infers it from the target
+    path: str | None = None  # csv: the file; downloadable sets: a local copy
+    target: str | None = None  # csv: the label column
     scaling: str = "standard"  # fitted on the training split only
     test_size: float = 0.2
     val_size: float = 0.2  # fraction of what is left after the test split
-    max_rows: Optional[int] = None  # stratified subsample, for quick runs and tests
-    sensitive: Optional[str] = None  # a column kept aside for fairness audits
+    max_rows: int | None = None  # stratified subsample, for quick runs and tests
+    sensitive: str | None = None  # a column kept aside for fairness audits
+    image_size: int = 32  # image_folder: images are resized to image_size x image_size
 
 
 @dataclass
@@ -58,6 +60,7 @@ class ModelConfig:
     batch_norm: bool = False
     filters: int = 16  # cnn: filters of the first block, doubled per block
     blocks: int = 2  # cnn: conv blocks
+    weights: str | None = None  # a .weights.h5 file loaded into the built model, or a whole .keras model
 
 
 @dataclass
@@ -85,7 +88,7 @@ class OptimizerConfig:
     beta_2: float = 0.999
     epsilon: float = 1e-7
     weight_decay: float = 0.0  # adamw decoupled weight decay
-    clipnorm: Optional[float] = None
+    clipnorm: float | None = None
     schedule: str = "constant"
     decay_rate: float = 0.5  # exponential/step/inverse_time: factor per decay_epochs
     decay_epochs: float = 10.0
@@ -117,7 +120,7 @@ class TrainerConfig:
 
 @dataclass
 class DiagnosisConfig:
-    bayes_error: Optional[float] = None  # the error you believe unavoidable, if known
+    bayes_error: float | None = None  # the error you believe unavoidable, if known
     gap_threshold: float = 0.02  # train-validation gap (headline metric) called overfitting
     underfit_threshold: float = 0.05  # distance to the best reachable score called underfitting
 
@@ -126,10 +129,10 @@ class DiagnosisConfig:
 class StudyConfig:
     """What a sweep compares and which claim its report checks."""
 
-    name: Optional[str] = None
+    name: str | None = None
     kind: str = "generic"  # generic | capacity | regularization | optimizers
-    claim: Optional[str] = None
-    baseline: Optional[str] = None  # the group value the others are measured against
+    claim: str | None = None
+    baseline: str | None = None  # the group value the others are measured against
     target_fraction: float = 0.95  # time-to-target: this fraction of the best validation score
 
 
@@ -144,7 +147,7 @@ class Config:
     diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     seed: int = 0
-    experiment: Optional[Any] = None
+    experiment: Any | None = None
 
 
 def register_configs() -> None:
@@ -191,6 +194,7 @@ def validate(cfg: Any) -> None:
     _choice("dataset.scaling", d.scaling, SCALINGS)
     _check(0 < d.test_size < 1, f"dataset.test_size must be in (0, 1), got {d.test_size}")
     _check(0 < d.val_size < 1, f"dataset.val_size must be in (0, 1), got {d.val_size}")
+    _check(d.image_size >= 4, f"dataset.image_size must be at least 4, got {d.image_size}")
     if d.max_rows is not None:
         _check(d.max_rows >= 20, f"dataset.max_rows must be at least 20, got {d.max_rows}")
 
@@ -199,6 +203,11 @@ def validate(cfg: Any) -> None:
     _check(m.width >= 1, f"model.width must be at least 1, got {m.width}")
     _check(m.depth >= 0, f"model.depth must be 0 or more, got {m.depth}")
     _check(m.filters >= 1 and m.blocks >= 1, "model.filters and model.blocks must be at least 1")
+    if m.weights is not None:
+        _check(str(m.weights).endswith((".weights.h5", ".keras")),
+               f"model.weights={m.weights!r} must be a .weights.h5 file or a .keras model")
+        _check(os.path.isfile(os.path.expanduser(str(m.weights))),
+               f"model.weights: no file at {m.weights}; give the path to saved weights")
 
     for key in ("l1", "l2"):
         _check(r[key] >= 0, f"reg.{key} must be 0 or more, got {r[key]}")
@@ -223,5 +232,7 @@ def validate(cfg: Any) -> None:
     _choice("trainer.device", t.device, DEVICES)
     _choice("trainer.progress", t.progress, PROGRESS)
     _choice("trainer.loop", t.loop, LOOPS)
+    _check(t.checkpoint_every >= 0,
+           f"trainer.checkpoint_every must be 0 (off) or more, got {t.checkpoint_every}")
     _check(t.threads >= 0, f"trainer.threads must be 0 (auto) or more, got {t.threads}")
     _check(cfg.seed >= 0, f"seed must be 0 or more, got {cfg.seed}")

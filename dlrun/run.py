@@ -18,6 +18,7 @@ from dlrun.config import Config
 from dlrun.data import load_table
 from dlrun.data.split import check_class_counts, fold_indices, holdout_indices, make_splits, subsample
 from dlrun.data.table import Splits, Table
+from dlrun.errors import ConfigError
 from dlrun.task import TaskSpec, task_spec
 
 log = logging.getLogger(__name__)
@@ -53,24 +54,75 @@ def _callbacks(cfg: Config, run_dir: Path) -> list:
     return cbs
 
 
-def _train_one(cfg: Config, splits: Splits, spec: TaskSpec, run_dir: Path, on_epoch) -> FoldOutcome:
+def _train_one(
+    cfg: Config, splits: Splits, spec: TaskSpec, run_dir: Path, on_epoch, *, fold: int = 0,
+    resume: bool = False, checkpoint: bool = True,
+) -> FoldOutcome:
+    from dlrun import checkpoint as ckpt
     from dlrun.evaluate import baseline, evaluate_splits
-    from dlrun.models import build_model
+    from dlrun.models import build_model, load_weights
     from dlrun.optim import build_optimizer
     from dlrun.train import predict, train
 
     model = build_model(
         cfg.model, cfg.reg, input_shape=splits.input_shape, spec=spec, image_shape=splits.image_shape
     )
+    if cfg.model.weights:
+        model = load_weights(model, cfg.model.weights)
     steps = int(np.ceil(len(splits.y_train) / cfg.optimizer.batch_size))
     optimizer = build_optimizer(cfg.optimizer, steps_per_epoch=steps, epochs=cfg.trainer.epochs)
+    path = ckpt.checkpoint_path(run_dir)
+    done = ckpt.restore(path, model, optimizer) if resume else None
+    history: list[dict[str, float]] = list(done.history) if done else []
+
+    def record(epoch: int, row: dict[str, float]) -> None:
+        history.append(row)
+        on_epoch(epoch, row)
+
+    callbacks = _callbacks(cfg, run_dir)
+    if checkpoint and cfg.trainer.checkpoint_every:
+        callbacks.append(ckpt.EpochCheckpoint(
+            path, every=cfg.trainer.checkpoint_every, fold=fold, history=history,
+            fingerprint=config_fingerprint(cfg),
+        ))
     fit = train(
         model, splits, spec, optimizer=optimizer, epochs=cfg.trainer.epochs,
-        batch_size=cfg.optimizer.batch_size, callbacks=_callbacks(cfg, run_dir),
-        loop=cfg.trainer.loop, on_epoch=on_epoch, seed=cfg.seed,
+        batch_size=cfg.optimizer.batch_size, callbacks=callbacks,
+        loop=cfg.trainer.loop, on_epoch=record, seed=cfg.seed,
+        initial_epoch=done.epoch if done else 0, history=done.history if done else None,
     )
     metrics, test_pred = evaluate_splits(lambda x: predict(model, x), splits, spec)
     return FoldOutcome(fit, metrics, baseline(splits, spec), test_pred, splits, model.count_params(), model)
+
+
+def config_fingerprint(cfg: Config) -> str:
+    """A short hash of everything a checkpoint depends on (not epochs, progress or resume)."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    keep = {k: asdict(getattr(cfg, k)) for k in ("dataset", "model", "reg", "optimizer", "eval")}
+    keep["seed"] = cfg.seed
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _resume_fold(cfg: Config, run_dir: Path) -> int:
+    """The fold to resume (its checkpoint is checked against this config)."""
+    from dlrun import checkpoint as ckpt
+
+    path = ckpt.checkpoint_path(run_dir)
+    if not path.is_file():
+        raise ConfigError(
+            f"trainer.resume=true but {path} does not exist; set hydra.run.dir to the folder of the "
+            "interrupted run (with trainer.checkpoint_every >= 1 when it ran)"
+        )
+    state = ckpt.read(path)
+    if state.fingerprint != config_fingerprint(cfg):
+        raise ConfigError(
+            f"the checkpoint in {path.parent} was written with another config; resume with the same "
+            "dataset, model, reg, optimizer, eval and seed (only trainer.* may change)"
+        )
+    return state.fold
 
 
 def _load(cfg: Config) -> Table:
@@ -112,8 +164,9 @@ def run_job(cfg_node: DictConfig, run_dir: Path, *, overrides: Optional[list[str
     from dlrun.report.run_folder import write_run_folder
 
     cfg: Config = OmegaConf.to_object(cfg_node)
+    table = _load(cfg)  # before TensorFlow starts: bad data answers fast
+    resume_fold = _resume_fold(cfg, run_dir) if cfg.trainer.resume else None
     device = runtime.setup(cfg.trainer, seed=cfg.seed)
-    table = _load(cfg)
     plan = _split_plan(cfg, table)
     outcomes: list[FoldOutcome] = []
     spec: Optional[TaskSpec] = None
@@ -121,8 +174,12 @@ def run_job(cfg_node: DictConfig, run_dir: Path, *, overrides: Optional[list[str
         splits = make_splits(table, train, val, test, scaling=cfg.dataset.scaling)
         spec = spec or task_spec(table.task, splits.n_classes, splits.y_train)
         label = f"fold {i + 1}/{len(plan)}" if len(plan) > 1 else table.name
+        # Folds before the checkpointed one are re-trained (deterministically) without
+        # overwriting the checkpoint; the checkpointed fold continues from it.
+        redo = resume_fold is not None and i < resume_fold
         with epoch_progress(cfg.trainer.progress, cfg.trainer.epochs, spec, label=label) as on_epoch:
-            outcome = _train_one(cfg, splits, spec, run_dir, on_epoch)
+            outcome = _train_one(cfg, splits, spec, run_dir, on_epoch, fold=i,
+                                 resume=resume_fold == i, checkpoint=not redo)
         outcomes.append(outcome)
         if outcome.fit.status != "ok":
             break
@@ -130,4 +187,6 @@ def run_job(cfg_node: DictConfig, run_dir: Path, *, overrides: Optional[list[str
         run_dir, cfg=cfg, spec=spec, outcomes=outcomes, device=device,
         versions=runtime.versions(), overrides=overrides or [], dataset_name=table.name,
     )
+    if summary.status == "interrupted":
+        raise KeyboardInterrupt  # the results so far are written; the CLI exits with 130
     return summary.objective

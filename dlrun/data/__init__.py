@@ -15,7 +15,7 @@ from dlrun.errors import ConfigError
 
 
 def _registry() -> dict[str, Callable[[DatasetConfig], Table]]:
-    from dlrun.data import csv_table, mnist, sklearn_sets
+    from dlrun.data import csv_table, image_folder, mnist, sklearn_sets
 
     return {
         "breast_cancer": sklearn_sets.load_breast_cancer,
@@ -23,6 +23,7 @@ def _registry() -> dict[str, Callable[[DatasetConfig], Table]]:
         "diabetes": sklearn_sets.load_diabetes,
         "mnist_5k": mnist.load_mnist_5k,
         "csv": csv_table.load,
+        "image_folder": image_folder.load,
     }
 
 
@@ -39,7 +40,13 @@ def load_table(cfg: DatasetConfig) -> Table:
             f"dataset.name={cfg.name!r} has no loader; make sure it is registered in "
             f"dlrun.data (known: {', '.join(sorted(loaders))})"
         )
-    return loaders[cfg.name](cfg)
+    table = loaders[cfg.name](cfg)
+    if cfg.sensitive is not None and table.sensitive is None:
+        raise ConfigError(
+            f"dataset.sensitive={cfg.sensitive!r}: dataset {cfg.name} has no sensitive attribute; "
+            "drop the option or use a dataset that has one (dataset=csv with a column of that name)"
+        )
+    return table
 
 
 __all__ = ["Splits", "Table", "load_table"]

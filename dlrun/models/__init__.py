@@ -34,3 +34,38 @@ def build_model(
             batch_norm=model.batch_norm, l1=reg.l1, l2=reg.l2, dropout=reg.dropout,
         )
     raise ConfigError(f"model={model.name!r} is not a known model; make sure it is registered in dlrun.models")
+
+
+def load_weights(model, path: str):
+    """Load ``path`` into the built ``model`` and return it.
+
+    A ``.weights.h5`` file is loaded with ``model.load_weights``; a whole ``.keras`` model is
+    read with ``keras.saving.load_model(..., safe_mode=True)`` (no code in the file is run)
+    and its weights copied over. Either way the architecture must match the configured one.
+
+    Raises:
+        ConfigError: a missing or unreadable file, or weights whose shapes do not fit.
+    """
+    from pathlib import Path
+
+    import keras
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"model.weights: no file at {file}; give a .weights.h5 file or a .keras model")
+    try:
+        if file.name.endswith(".keras"):
+            source = keras.saving.load_model(file, compile=False, safe_mode=True)
+            shapes = [tuple(w.shape) for w in source.weights], [tuple(w.shape) for w in model.weights]
+            if shapes[0] != shapes[1]:
+                raise ValueError(f"its weight shapes {shapes[0][:4]}... differ from this model's {shapes[1][:4]}...")
+            model.set_weights(source.get_weights())
+        else:
+            model.load_weights(file)
+    except (ValueError, OSError, TypeError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"model.weights={str(file)!r} does not fit model={model.name}: {first}; "
+            "use weights saved from the same model, dataset and config"
+        ) from None
+    return model

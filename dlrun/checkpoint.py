@@ -1,0 +1,139 @@
+"""Resumable epoch checkpoints: model and optimizer state, history and epoch in one file.
+
+:class:`EpochCheckpoint` is a Keras callback that, every ``every`` epochs, writes
+``<run>/checkpoint/state.npz`` atomically (temporary file, then rename): a kill in the
+middle of a save leaves the previous checkpoint intact. The file holds every model
+variable (weights, batch-norm statistics and the dropout layers' seed-generator state),
+every optimizer variable (iteration count, moments), the history rows and the epoch,
+so :func:`restore` puts a freshly built model back exactly where training stopped.
+
+Only numbers and one JSON string are stored; loading uses ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import keras
+import numpy as np
+
+from dlrun.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoint"
+STATE_FILE = "state.npz"
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint restores besides the variables themselves."""
+
+    epoch: int  # epochs completed
+    fold: int  # 0-based fold (0 for holdout)
+    history: list[dict[str, float]]
+    fingerprint: str
+
+
+def checkpoint_path(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / STATE_FILE
+
+
+def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(
+    path: Path, model: keras.Model, *, epoch: int, fold: int, history: list[dict[str, float]],
+    fingerprint: str,
+) -> None:
+    """Write one checkpoint atomically; see the module docstring for what it holds."""
+    arrays: dict[str, Any] = {f"model_{i}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
+    opt = model.optimizer
+    if opt is not None and opt.built:
+        arrays.update({f"opt_{i}": np.asarray(v.numpy()) for i, v in enumerate(opt.variables)})
+    meta = {"epoch": epoch, "fold": fold, "history": history, "fingerprint": fingerprint,
+            "n_model": len(model.variables), "n_opt": len(opt.variables) if opt is not None and opt.built else 0}
+    arrays["meta"] = np.array(json.dumps(meta))
+    _atomic_savez(Path(path), arrays)
+
+
+def read(path: Path) -> Checkpoint:
+    """The epoch, fold, history and fingerprint of a checkpoint, without its variables."""
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+    return Checkpoint(meta["epoch"], meta["fold"], meta["history"], meta["fingerprint"])
+
+
+def restore(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer) -> Checkpoint:
+    """Load a checkpoint into a freshly built ``model`` and an unused ``optimizer``.
+
+    The optimizer is built on the model's trainable variables first, so the one passed to
+    training keeps the restored iteration count and moments.
+
+    Raises:
+        ConfigError: when the checkpoint does not fit the model (another config wrote it).
+    """
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        if meta["n_model"] != len(model.variables):
+            raise ConfigError(
+                f"the checkpoint in {path.parent} holds {meta['n_model']} model variables, this model has "
+                f"{len(model.variables)}; resume with the config that wrote it"
+            )
+        try:
+            for i, var in enumerate(model.variables):
+                var.assign(data[f"model_{i}"])
+            if meta["n_opt"]:
+                optimizer.build(model.trainable_variables)
+                for i, var in enumerate(optimizer.variables):
+                    var.assign(data[f"opt_{i}"])
+        except (ValueError, KeyError) as err:
+            raise ConfigError(
+                f"the checkpoint in {path.parent} does not fit this model ({err}); resume with the config "
+                "that wrote it"
+            ) from None
+    log.info("resumed from %s at epoch %d", path, meta["epoch"])
+    return Checkpoint(meta["epoch"], meta["fold"], meta["history"], meta["fingerprint"])
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Save a resumable checkpoint every ``every`` epochs.
+
+    Args:
+        path: the checkpoint file, usually :func:`checkpoint_path` of the run folder.
+        every: epochs between saves. Defaults to 1.
+        fold: the 0-based fold being trained. Defaults to 0.
+        history: the list the training loop appends its history rows to; it is saved as
+            it stands at each epoch end.
+        fingerprint: identifies the config, so a resume with another config is refused.
+    """
+
+    def __init__(
+        self, path: Path, *, every: int = 1, fold: int = 0,
+        history: Optional[list[dict[str, float]]] = None, fingerprint: str = "",
+    ):
+        super().__init__()
+        self.path, self.every, self.fold = Path(path), every, fold
+        self.history = history if history is not None else []
+        self.fingerprint = fingerprint
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        if self.every and done % self.every == 0:
+            save(self.path, self.model, epoch=done, fold=self.fold, history=list(self.history),
+                 fingerprint=self.fingerprint)
