@@ -77,6 +77,7 @@ def _diagnose(cfg: Config, spec: TaskSpec, outcomes, fold_metrics) -> Diagnosis:
     return diagnose(
         outcomes[0].fit.history, train_score=train_score, val_score=val_score,
         fit_metric=spec.fit_metric, cfg=cfg.diagnosis, restored_best=restored,
+        n_val=sum(len(o.splits.y_val) for o in outcomes),
     )
 
 
