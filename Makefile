@@ -50,6 +50,12 @@ regularization: $(STAMP)
 	rm -rf $(COURSES)/regularization
 	$(DLRUN) experiment=regularization hydra.sweep.dir=$(COURSES)/regularization
 
+course3: optimizers
+
+optimizers: $(STAMP)
+	rm -rf $(COURSES)/optimizers
+	$(DLRUN) experiment=optimizers hydra.sweep.dir=$(COURSES)/optimizers
+
 reproduce: course1
 
 clean:

@@ -1,0 +1,151 @@
+"""Course 3's claims, checked on a sweep of optimizers × learning rates × seeds.
+
+1. Adaptive optimizers (RMSprop, Adam, AdamW, Nadam) reach the target in less time than
+   the SGD family (plain SGD, momentum, Nesterov), each at its usual learning rate (the
+   default in ``configs/optimizer/<name>.yaml``).
+2. Plain SGD is the most sensitive to the learning rate: across the rates tried, its
+   mean validation score spans the widest range.
+
+Each verdict is computed from the numbers in the tables, never set by hand: a claim
+these runs do not bear out is reported as not supported.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from dlrun.paths import config_dir
+
+OPT_KEY, LR_KEY = "cfg.optimizer", "cfg.optimizer.lr"
+ADAPTIVE = ("rmsprop", "adam", "adamw", "nadam")
+SGD_FAMILY = ("sgd", "momentum", "nesterov")
+
+CLAIM_TIME = ("Adaptive optimizers (RMSprop, Adam) reach the target in less time than SGD and "
+              "momentum, each at its usual learning rate.")
+CLAIM_SENSITIVITY = "Plain SGD is the most sensitive to the learning rate."
+
+
+@lru_cache(maxsize=None)
+def usual_lr(name: str) -> Optional[float]:
+    """The learning rate ``configs/optimizer/<name>.yaml`` ships (None if there is none)."""
+    path = config_dir() / "optimizer" / f"{name}.yaml"
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as f:
+        lr = (yaml.safe_load(f) or {}).get("lr")
+    return float(lr) if lr is not None else None
+
+
+def _fmt(value: float, fmt: str = ".2f") -> str:
+    return "–" if value is None or not np.isfinite(value) else format(value, fmt)
+
+
+def _time_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per optimizer at its usual lr: seeds, seeds that reached the target, mean epochs/seconds."""
+    rows = []
+    lrs = pd.to_numeric(runs[LR_KEY], errors="coerce")
+    for name in dict.fromkeys(runs[OPT_KEY].dropna()):
+        lr = usual_lr(name)
+        if lr is None:
+            continue
+        mine = runs[(runs[OPT_KEY] == name) & np.isclose(lrs, lr)]
+        if mine.empty:
+            continue
+        reached = mine[(mine["status"] == "ok") & mine["target_epochs"].notna()]
+        rows.append({
+            "optimizer": name, "lr": lr, "adaptive": name in ADAPTIVE, "n": len(mine),
+            "reached": len(reached),
+            "epochs": reached["target_epochs"].mean() if len(reached) == len(mine) else math.inf,
+            "seconds": reached["target_seconds"].mean() if len(reached) == len(mine) else math.inf,
+            "seconds_std": reached["target_seconds"].std() if len(reached) == len(mine) else math.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def _check_time(runs: pd.DataFrame) -> list[str]:
+    table = _time_table(runs)
+    lines = [f"### 1. {CLAIM_TIME}", ""]
+    if table.empty or not table["adaptive"].any() or table["adaptive"].all():
+        return lines + ["Not checked: the sweep needs at least one adaptive and one SGD-family "
+                        "optimizer at its usual learning rate."]
+    lines += ["| optimizer | usual lr | seeds at target | epochs to target | seconds to target |",
+              "|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        seconds = _fmt(r["seconds"]) + (f" ± {r['seconds_std']:.2f}" if np.isfinite(r["seconds_std"]) else "")
+        lines.append(f"| {r['optimizer']}{' (adaptive)' if r['adaptive'] else ''} | {r['lr']:g} | "
+                     f"{r['reached']}/{r['n']} | {_fmt(r['epochs'], '.1f')} | {seconds} |")
+    adaptive, sgd = table[table["adaptive"]], table[~table["adaptive"]]
+    slowest_adaptive = adaptive.loc[adaptive["seconds"].idxmax()]
+    fastest_sgd = sgd.loc[sgd["seconds"].idxmin()]
+    supported = bool(np.isfinite(slowest_adaptive["seconds"])
+                     and slowest_adaptive["seconds"] < fastest_sgd["seconds"])
+    in_epochs = bool(adaptive["epochs"].max() < sgd["epochs"].min())
+    verdict = "**Supported**" if supported else "**Not supported**"
+    lines += ["", f"{verdict} by these numbers: the slowest adaptive optimizer "
+              f"({slowest_adaptive['optimizer']}, {_fmt(slowest_adaptive['seconds'])} s) "
+              f"{'beats' if supported else 'does not beat'} the fastest of the SGD family "
+              f"({fastest_sgd['optimizer']}, {_fmt(fastest_sgd['seconds'])} s; – : a seed never "
+              f"reached the target). Counted in epochs instead of seconds, the adaptive "
+              f"optimizers are {'also' if in_epochs else 'not'} all faster "
+              f"({_fmt(adaptive['epochs'].max(), '.1f')} vs {_fmt(sgd['epochs'].min(), '.1f')} epochs)."]
+    return lines
+
+
+def _sensitivity_table(groups: pd.DataFrame) -> pd.DataFrame:
+    """Optimizer × lr grid of mean validation scores, with the range across rates."""
+    frame = groups.assign(lr=pd.to_numeric(groups[LR_KEY], errors="coerce"))
+    grid = frame.pivot_table(index=OPT_KEY, columns="lr", values="val_mean", aggfunc="mean")
+    grid["range"] = grid.max(axis=1) - grid.min(axis=1)
+    return grid.sort_values("range", ascending=False)
+
+
+def _check_sensitivity(runs: pd.DataFrame, groups: pd.DataFrame) -> list[str]:
+    lines = [f"### 2. {CLAIM_SENSITIVITY}", ""]
+    if groups.empty or groups[LR_KEY].nunique() < 2 or "sgd" not in set(groups[OPT_KEY]):
+        return lines + ["Not checked: the sweep needs plain SGD and at least two learning rates."]
+    grid = _sensitivity_table(groups)
+    rates = [c for c in grid.columns if c != "range"]
+    not_ok = runs[runs["status"] != "ok"].groupby(OPT_KEY).size()
+    lines += ["Mean validation score over seeds at each learning rate; range = best − worst rate "
+              "(runs that diverged or failed are left out and counted).", "",
+              "| optimizer | " + " | ".join(f"lr {r:g}" for r in rates) + " | range | not ok |",
+              "|---|" + "---|" * (len(rates) + 2)]
+    for name, r in grid.iterrows():
+        cells = " | ".join(_fmt(r[c], ".4f") for c in rates)
+        lines.append(f"| {name} | {cells} | {_fmt(r['range'], '.4f')} | {int(not_ok.get(name, 0))} |")
+    most = grid.index[0]
+    supported = most == "sgd" and (len(grid) == 1 or grid["range"].iloc[0] > grid["range"].iloc[1])
+    other = grid.drop(index="sgd")
+    margin = grid.loc["sgd", "range"] - (other["range"].max() if len(other) else 0.0)
+    spread = float(groups["val_std"].max()) if groups["val_std"].notna().any() else math.nan
+    lines += ["", f"{'**Supported**' if supported else '**Not supported**'} by these numbers: the widest "
+              f"range is {most}'s ({grid['range'].iloc[0]:.4f}); SGD's range is {margin:+.4f} "
+              f"against the widest of the others."]
+    if supported and np.isfinite(spread) and margin < spread:
+        lines.append(f"The margin is smaller than the largest seed-to-seed std in the table "
+                     f"({spread:.4f}): more seeds would make it firmer.")
+    return lines
+
+
+def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: Mapping[str, Any],
+          out_dir: Path) -> list[str]:
+    """State course 3's claims and whether these runs support each, with the numbers."""
+    lines = ["## Claims"]
+    if study.get("claim"):
+        lines += ["", f"> {study['claim']}"]
+    if OPT_KEY not in keys or LR_KEY not in keys:
+        return lines + ["", "Not checked: this study kind needs both `optimizer` and `optimizer.lr` "
+                        "swept (for example `dlrun experiment=optimizers`)."]
+    if "target_epochs" not in runs:
+        from dlrun.report.sweep import add_time_to_target
+
+        runs = add_time_to_target(runs, fraction=float(study.get("target_fraction") or 0.95))[0]
+    return lines + ["", *_check_time(runs), "", *_check_sensitivity(runs, groups)]
