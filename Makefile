@@ -9,7 +9,7 @@ DLRUN  := $(BIN)/dlrun
 COURSES := outputs/courses
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install run test test-fast lint bench course1 capacity regularization course3 optimizers \
+.PHONY: help install run test test-fast check-inputs lint bench course1 capacity regularization course3 optimizers \
         reproduce reproduce-quick clean
 
 help:
@@ -18,6 +18,7 @@ help:
 	@echo "make course1    capacity + regularization studies  -> $(COURSES)/{capacity,regularization}"
 	@echo "make course3    optimizer comparison              -> $(COURSES)/optimizers"
 	@echo "make bench      speed benchmarks                  -> benchmarks/results.md"
+	@echo "make check-inputs  run every bad-input case against the installed dlrun (N passed, N failed)"
 	@echo "make lint       ruff"
 
 $(STAMP): pyproject.toml
@@ -36,6 +37,9 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+check-inputs: $(STAMP)
+	$(BIN)/python -m dlrun.tools.bad_inputs
 
 lint: $(STAMP)
 	$(BIN)/ruff check dlrun tests hydra_plugins benchmarks

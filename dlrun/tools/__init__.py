@@ -1,0 +1,1 @@
+"""Developer tools that run against the installed dlrun."""

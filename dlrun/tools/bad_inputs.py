@@ -1,0 +1,215 @@
+"""The bad-input table: what a user may get wrong, and the one line dlrun answers with.
+
+Each :class:`Case` is a command line (``{data}`` stands for a folder of broken fixtures
+that :func:`make_fixtures` writes), a substring the single ``dlrun: error:`` line must
+contain, and the exit code. ``tests/test_bad_inputs.py`` runs the table in the test
+suite; ``python -m dlrun.tools.bad_inputs`` (``make check-inputs``) runs every case
+against the installed ``dlrun`` command and prints ``N passed, N failed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+EXIT_USER_ERROR = 2
+# Every case stays tiny in case it gets past its error (a regression): two epochs, no bars.
+_QUIET = ("trainer.epochs=2", "trainer.progress=none")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad command line and how dlrun must answer it.
+
+    Attributes:
+        name: a short id.
+        args: the overrides; ``{data}`` is replaced by the fixture folder.
+        expect: a substring of the one-line error.
+        code: the exit code. Defaults to 2.
+        needs_no_gpu: the case is only bad on a machine without a GPU.
+    """
+
+    name: str
+    args: tuple[str, ...]
+    expect: str
+    code: int = EXIT_USER_ERROR
+    needs_no_gpu: bool = False
+
+    def argv(self, data: Path) -> list[str]:
+        args = [a.replace("{data}", str(data)) for a in self.args]
+        flags = [a for a in args if a.startswith("-")]
+        # Flags first (argparse wants them before the overrides); the case's own overrides
+        # come last, so they win over the quiet defaults.
+        return flags + list(_QUIET) + [a for a in args if not a.startswith("-")]
+
+
+def _csv(*args: str) -> tuple[str, ...]:
+    return ("dataset=csv", *args)
+
+
+CASES: list[Case] = [
+    # config: groups, keys, types
+    Case("unknown group option", ("model=transformer",), "Could not find 'model/transformer'"),
+    Case("unknown dataset option", ("dataset=imagenet",), "Could not find 'dataset/imagenet'"),
+    Case("unknown experiment", ("experiment=nope",), "experiment='nope' is not a preset"),
+    Case("unknown key", ("trainer.epoch=3",), "Key 'epoch' not in 'TrainerConfig'"),
+    Case("unknown top-level key", ("learning_rate=0.1",), "Could not override 'learning_rate'"),
+    Case("text for an integer", ("trainer.epochs=ten",), "could not be converted to Integer"),
+    Case("text for a float", ("optimizer.lr=fast",), "could not be converted to Float"),
+    Case("text for a boolean", ("trainer.save_model=maybe",), "Value 'maybe' is not a valid bool"),
+    # config: values
+    Case("zero epochs", ("trainer.epochs=0",), "trainer.epochs must be at least 1"),
+    Case("negative epochs", ("trainer.epochs=-3",), "trainer.epochs must be at least 1"),
+    Case("zero batch size", ("optimizer.batch_size=0",), "optimizer.batch_size must be at least 1"),
+    Case("negative batch size", ("optimizer.batch_size=-8",), "optimizer.batch_size must be at least 1"),
+    Case("zero learning rate", ("optimizer.lr=0",), "optimizer.lr must be positive"),
+    Case("negative learning rate", ("optimizer.lr=-0.1",), "optimizer.lr must be positive"),
+    Case("unknown optimizer name", ("optimizer.name=adamax",), "optimizer='adamax' is not one of"),
+    Case("dropout of 1", ("reg.dropout=1",), "reg.dropout must be in [0, 1)"),
+    Case("test size over 1", ("dataset.test_size=1.5",), "dataset.test_size must be in (0, 1)"),
+    Case("one fold", ("eval=kfold", "eval.folds=1"), "eval.folds must be at least 2"),
+    Case("negative seed", ("seed=-1",), "seed must be 0 or more"),
+    Case("unknown device", ("trainer.device=tpu",), "trainer.device='tpu' is not one of"),
+    Case("gpu without a gpu", ("trainer.device=gpu",), "sees no GPU", needs_no_gpu=True),
+    Case("negative checkpoint interval", ("trainer.checkpoint_every=-1",), "trainer.checkpoint_every must be"),
+    Case("cnn on a table", ("model=cnn",), "model=cnn needs image data"),
+    # csv data
+    Case("csv without a path", _csv("dataset.target=y"), "dataset.path"),
+    Case("csv path that does not exist", _csv("dataset.path={data}/nope.csv", "dataset.target=y"),
+         "no file at"),
+    Case("csv with missing values", _csv("dataset.path={data}/missing.csv", "dataset.target=y"),
+         "has missing values in a (1)"),
+    Case("csv without the label column", _csv("dataset.path={data}/good.csv", "dataset.target=label"),
+         "dataset.target='label' is not a column"),
+    Case("csv with one class", _csv("dataset.path={data}/one_class.csv", "dataset.target=y"),
+         "has a single class"),
+    Case("empty csv", _csv("dataset.path={data}/empty.csv", "dataset.target=y"), "is empty"),
+    Case("csv with a header only", _csv("dataset.path={data}/header.csv", "dataset.target=y"),
+         "has a header but no rows"),
+    Case("not a csv", _csv("dataset.path={data}/binary.csv", "dataset.target=y"), "could not be read as CSV"),
+    Case("sensitive column the csv lacks",
+         _csv("dataset.path={data}/good.csv", "dataset.target=y", "dataset.sensitive=sex"),
+         "dataset.sensitive='sex' is not a column"),
+    Case("sensitive attribute on a dataset without one", ("dataset.sensitive=sex",),
+         "breast_cancer has no sensitive attribute"),
+    # image folders
+    Case("image folder without a path", ("dataset=image_folder",), "dataset.path"),
+    Case("empty image folder", ("dataset=image_folder", "dataset.path={data}/images_empty"),
+         "has no class sub-folders"),
+    Case("image folder without class sub-folders", ("dataset=image_folder", "dataset.path={data}/images_flat"),
+         "has no class sub-folders"),
+    Case("class folder without images", ("dataset=image_folder", "dataset.path={data}/images_hollow"),
+         "hold no images"),
+    Case("corrupt image", ("dataset=image_folder", "dataset.path={data}/images_corrupt"),
+         "cannot read image"),
+    Case("image size too small", ("dataset=image_folder", "dataset.path={data}/images_flat",
+                                  "dataset.image_size=2"), "dataset.image_size must be at least 4"),
+    # weights, outputs, resume
+    Case("missing weights file", ("model.weights={data}/nope.weights.h5",), "model.weights: no file at"),
+    Case("weights of the wrong kind", ("model.weights={data}/good.csv",), "must be a .weights.h5 file"),
+    Case("corrupt weights file", ("model.weights={data}/corrupt.weights.h5",), "does not fit model"),
+    Case("output folder under a file", ("hydra.run.dir={data}/good.csv/run",), "Not a directory"),
+    Case("sweep folder under a file", ("-m", "seed=0,1", "hydra.sweep.dir={data}/good.csv/sweep"),
+         "Not a directory"),
+    Case("resume without a checkpoint", ("trainer.resume=true", "hydra.run.dir={data}/fresh_run"),
+         "trainer.resume=true but"),
+]
+
+
+def make_fixtures(root: Path) -> Path:
+    """Write the broken files the cases point at into ``root`` and return it."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = "\n".join(f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(40))
+    (root / "good.csv").write_text("a,b,y\n" + rows + "\n")
+    (root / "missing.csv").write_text("a,b,y\n1,2,0\n,3,1\n" + rows + "\n")
+    (root / "one_class.csv").write_text("a,b,y\n" + "\n".join(f"{i},{i},0" for i in range(30)) + "\n")
+    (root / "empty.csv").write_text("")
+    (root / "header.csv").write_text("a,b,y\n")
+    (root / "binary.csv").write_bytes(bytes(range(128, 256)) * 8)
+    (root / "corrupt.weights.h5").write_bytes(b"this is not an HDF5 file")
+    (root / "images_empty").mkdir(exist_ok=True)
+    flat = root / "images_flat"
+    flat.mkdir(exist_ok=True)
+    _write_png(flat / "a.png")
+    hollow = root / "images_hollow"
+    for cls in ("cat", "dog"):
+        (hollow / cls).mkdir(parents=True, exist_ok=True)
+    _write_png(hollow / "cat" / "1.png")
+    corrupt = root / "images_corrupt"
+    for cls in ("cat", "dog"):
+        (corrupt / cls).mkdir(parents=True, exist_ok=True)
+        _write_png(corrupt / cls / "1.png")
+    (corrupt / "dog" / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    return root
+
+
+def _write_png(path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(path)
+
+
+def has_gpu() -> bool:
+    """A visible NVIDIA GPU, checked without importing TensorFlow."""
+    return Path("/dev/nvidia0").exists() and os.environ.get("CUDA_VISIBLE_DEVICES", "x") not in ("", "-1")
+
+
+def check(case: Case, stderr: str, code: int) -> str | None:
+    """Why a result does not meet the case (``None`` when it does)."""
+    if code != case.code:
+        return f"exit code {code}, expected {case.code}"
+    if "Traceback" in stderr:
+        return "printed a traceback"
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("dlrun: error:")]
+    if len(errors) != 1:
+        return f"expected one 'dlrun: error:' line, got {len(errors)}: {stderr.strip()[-300:]!r}"
+    if case.expect not in errors[0]:
+        return f"{case.expect!r} not in {errors[0]!r}"
+    return None
+
+
+def _dlrun_command() -> list[str]:
+    beside = Path(sys.executable).with_name("dlrun")
+    found = str(beside) if beside.exists() else shutil.which("dlrun")
+    if found is None:
+        raise SystemExit("no installed `dlrun` command found; run `make install` first")
+    return [found]
+
+
+def run_case(case: Case, data: Path, cwd: Path) -> str | None:
+    """Run one case against the installed ``dlrun``; the reason it failed, or ``None``."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CI": "1"}
+    env.pop("DLRUN_DEBUG", None)
+    proc = subprocess.run([*_dlrun_command(), *case.argv(data)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    return check(case, proc.stderr, proc.returncode)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every case; print failures and ``N passed, N failed``; exit 1 if any failed."""
+    parser = argparse.ArgumentParser(prog="python -m dlrun.tools.bad_inputs", description=__doc__.splitlines()[0])
+    parser.add_argument("-j", "--jobs", type=int, default=2, help="cases run at once (default 2)")
+    parser.add_argument("-k", default="", help="only cases whose name contains this")
+    args = parser.parse_args(argv)
+    cases = [c for c in CASES if args.k in c.name and not (c.needs_no_gpu and has_gpu())]
+    with tempfile.TemporaryDirectory(prefix="dlrun-bad-inputs-") as tmp:
+        data = make_fixtures(Path(tmp) / "data")
+        with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+            reasons = list(pool.map(lambda c: run_case(c, data, Path(tmp)), cases))
+    for case, reason in zip(cases, reasons, strict=True):
+        print(f"{'ok  ' if reason is None else 'FAIL'} {case.name}" + (f": {reason}" if reason else ""))
+    failed = sum(r is not None for r in reasons)
+    print(f"{len(cases) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
