@@ -1,37 +1,73 @@
-"""``dlrun-report PATH...``: rebuild leaderboard and study from run or sweep folders."""
+"""``dlrun-report PATH...``: rebuild leaderboard, study and plots from run or sweep folders.
+
+It reads only run-folder files (``metrics.json``, ``history.csv``, ``.hydra/``), so it
+works on folders copied from another machine, and on several sweeps at once::
+
+    dlrun-report outputs/courses/optimizers                 # rebuild one sweep's report in place
+    dlrun-report outputs/sweeps/A outputs/sweeps/B -o cmp   # two sweeps compared together
+
+The study (kind, name, claim, target fraction) defaults to the one recorded in a single
+sweep's ``multirun.yaml``; the options override it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from dlrun.errors import UserError
 
+DEFAULT_OUT = Path("outputs/reports/latest")
 
-def main(argv: list[str] | None = None) -> int:
+
+def recorded_study(paths: list[Path]) -> dict[str, Any]:
+    """The ``study`` node of a single sweep folder's ``multirun.yaml`` ({} otherwise)."""
+    if len(paths) != 1 or not (paths[0] / "multirun.yaml").is_file():
+        return {}
+    with open(paths[0] / "multirun.yaml", encoding="utf-8") as f:
+        study = (yaml.safe_load(f) or {}).get("study") or {}
+    return {k: v for k, v in study.items() if v is not None}
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dlrun-report",
-        description="Rebuild leaderboard.csv and study.md from run or sweep folders "
-        "(reads only their metrics.json and .hydra/overrides.yaml).",
+        description="Rebuild leaderboard.csv, study.md and the comparison plots from run or sweep "
+        "folders (reads only their metrics.json, history.csv and .hydra/).",
     )
     parser.add_argument("paths", nargs="+", type=Path, help="run folders or sweep folders")
     parser.add_argument("-o", "--out", type=Path, default=None,
-                        help="where to write the report (default: the single path given, "
-                        "else outputs/reports/latest)")
-    parser.add_argument("--kind", default="generic", help="study kind whose claim to check")
+                        help=f"where to write the report (default: the single folder given, else {DEFAULT_OUT})")
+    parser.add_argument("--kind", default=None,
+                        help="study kind whose claim to check (default: the sweep's, else generic)")
     parser.add_argument("--name", default=None, help="study title")
-    args = parser.parse_args(argv)
+    parser.add_argument("--target-fraction", type=float, default=None,
+                        help="time-to-target: this fraction of the best validation score (default 0.95)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         print(f"dlrun-report: error: no such folder: {', '.join(missing)}", file=sys.stderr)
         return 2
-    out = args.out or (args.paths[0] if len(args.paths) == 1 and args.paths[0].is_dir()
-                       else Path("outputs/reports/latest"))
+    if args.target_fraction is not None and not 0 < args.target_fraction <= 1:
+        print(f"dlrun-report: error: --target-fraction must be in (0, 1], got {args.target_fraction}",
+              file=sys.stderr)
+        return 2
+    out = args.out or (args.paths[0] if len(args.paths) == 1 and args.paths[0].is_dir() else DEFAULT_OUT)
+    study = recorded_study(args.paths)
+    overrides = {"kind": args.kind, "name": args.name, "target_fraction": args.target_fraction}
+    study.update({k: v for k, v in overrides.items() if v is not None})
     from dlrun.report.sweep import report_sweep
 
     try:
-        result = report_sweep(args.paths, out_dir=out, study={"kind": args.kind, "name": args.name})
+        result = report_sweep(args.paths, out_dir=out, study=study)
     except UserError as err:
         print(f"dlrun-report: error: {err}", file=sys.stderr)
         return 2

@@ -369,8 +369,8 @@ def _target_lines(target: Optional[Target], runs: pd.DataFrame) -> list[str]:
         f"Target: {target.fraction:g} {direction} the best {target.column} of any epoch of any run "
         f"({target.best:.4f}) = **{target.value:.4f}**. {int(ok['target_epochs'].notna().sum())} of "
         f"{len(ok)} finished runs reached it. Epochs and seconds are those of the first epoch at or "
-        "past the target (seconds are measured wall time and include the first epoch's graph "
-        "compilation); s/epoch is the median epoch after the first.",
+        "past the target; seconds are measured wall time less the one-off graph compilation "
+        "(the first epoch's excess over the median epoch); s/epoch is the median epoch after the first.",
     ]
 
 

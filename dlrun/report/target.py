@@ -5,7 +5,9 @@ run of the study reached in any epoch, read from the runs' ``history.csv``. For 
 where lower is better (a regression error) the target is the best score divided by the
 fraction. A run reaches the target at the first epoch whose validation score is at
 least as good; its seconds are the measured wall seconds of the epochs up to and
-including that one (the first epoch's include the one-off graph compilation).
+including that one, less the one-off graph compilation (the first epoch's excess over
+the median epoch after it), which would otherwise dominate short trainings and is the
+same framework cost whatever the optimizer.
 """
 
 from __future__ import annotations
@@ -92,8 +94,17 @@ def time_to_target(history: Optional[pd.DataFrame], target: Target) -> tuple[flo
     if hit.size == 0:
         return math.nan, math.nan
     i = int(hit[0])
-    seconds = float(curve["seconds"].iloc[: i + 1].sum()) if "seconds" in curve else math.nan
-    return float(curve["epoch"].iloc[i]), seconds
+    if "seconds" not in curve:
+        return float(curve["epoch"].iloc[i]), math.nan
+    seconds = curve["seconds"].to_numpy(dtype=float)
+    return float(curve["epoch"].iloc[i]), float(seconds[: i + 1].sum() - compile_seconds(seconds))
+
+
+def compile_seconds(seconds: np.ndarray) -> float:
+    """The first epoch's excess over the median later epoch: the one-off graph compilation."""
+    if seconds.size < 2:
+        return 0.0
+    return max(0.0, float(seconds[0] - np.median(seconds[1:])))
 
 
 def steady_seconds_per_epoch(history: Optional[pd.DataFrame]) -> float:

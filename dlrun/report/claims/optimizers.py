@@ -96,6 +96,11 @@ def _check_time(runs: pd.DataFrame) -> list[str]:
               f"reached the target). Counted in epochs instead of seconds, the adaptive "
               f"optimizers are {'also' if in_epochs else 'not'} all faster "
               f"({_fmt(adaptive['epochs'].max(), '.1f')} vs {_fmt(sgd['epochs'].min(), '.1f')} epochs)."]
+    plain = table[table["optimizer"] == "sgd"]
+    if len(plain) and fastest_sgd["optimizer"] != "sgd":
+        beats_plain = bool(adaptive["seconds"].max() < plain["seconds"].iloc[0])
+        lines.append(f"Against plain SGD alone ({_fmt(plain['seconds'].iloc[0])} s), the adaptive "
+                     f"optimizers are {'all' if beats_plain else 'not all'} faster.")
     return lines
 
 

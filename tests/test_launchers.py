@@ -1,0 +1,99 @@
+"""Hydra launcher plugins: thread sizing (unit), real joblib and submitit_local sweeps (slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dlrun.launch import job_threads, parallel_jobs
+from tests.conftest import compose_config
+
+JOBLIB = {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": -1}
+SUBMITIT = {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"}
+BASIC = {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}
+# A sweep job small enough for tests: 2 epochs on 300 digits.
+TINY_SWEEP = ["dataset=digits", "dataset.max_rows=300", "trainer.epochs=2", "trainer.progress=none"]
+
+
+@pytest.mark.parametrize(("n_jobs", "cores", "expected"), [(-1, 2, 2), (-1, 16, 16), (-2, 16, 15), (4, 2, 4)])
+def test_parallel_jobs_follow_joblib_semantics(n_jobs, cores, expected):
+    assert parallel_jobs(n_jobs, cores=cores) == expected
+
+
+@pytest.mark.parametrize(("launcher", "threads", "cores", "expected"), [
+    (JOBLIB, 0, 2, 1),  # two jobs at once on two cores: one thread each
+    (JOBLIB, 0, 16, 1),
+    ({**JOBLIB, "n_jobs": 4}, 0, 16, 4),
+    ({**JOBLIB, "n_jobs": 8}, 0, 2, 1),  # oversubscribed: never zero threads
+    ({**JOBLIB, "n_jobs": 4}, 3, 16, 3),  # an explicit trainer.threads wins
+    ({**SUBMITIT, "cpus_per_task": 6}, 0, 16, 6),
+    ({**SUBMITIT, "cpus_per_task": None}, 0, 16, 0),
+    (BASIC, 0, 16, 0),  # one job at a time: TensorFlow chooses
+    (None, 0, 16, 0),
+])
+def test_job_threads_share_the_cores(launcher, threads, cores, expected):
+    assert job_threads(threads, launcher, cores=cores) == expected
+
+
+def test_slurm_preset_defaults_from_submitit_slurm():
+    launcher = compose_config(["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.gpus_per_node, launcher.cpus_per_task, launcher.timeout_min) == (1, 4, 60)
+    assert launcher.partition is None and launcher.signal_delay_s == 120  # the plugin's default
+
+
+def test_optimizers_experiment_is_a_joblib_sweep_of_36_jobs():
+    cfg = compose_config(["experiment=optimizers"], return_hydra_config=True)
+    assert cfg.hydra.mode.name == "MULTIRUN"  # `dlrun experiment=optimizers` sweeps without -m
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+    params = cfg.hydra.sweeper.params
+    sizes = [len(str(v).split(",")) for v in params.values()]
+    assert dict(params) == {"optimizer": "sgd,momentum,rmsprop,adam", "optimizer.lr": "1e-3,1e-2,1e-1",
+                            "seed": "0,1,2"} and sizes == [4, 3, 3]
+    assert (cfg.study.kind, cfg.dataset.name) == ("optimizers", "digits")
+
+
+def _metrics(sweep: Path) -> dict[str, dict]:
+    out = {}
+    for file in sorted(sweep.glob("*/metrics.json")):
+        m = json.loads(file.read_text())
+        out[" ".join(o for o in m["overrides"] if not o.startswith("hydra"))] = m
+    return out
+
+
+@pytest.mark.slow
+def test_joblib_sweep_runs_four_jobs_and_survives_failing_ones(dlrun_cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = dlrun_cli(["-m", "hydra/launcher=joblib", f"hydra.sweep.dir={sweep}", *TINY_SWEEP,
+                      "optimizer=sgd,adam", "optimizer.lr=0.01,0.1,-1", "seed=0"])
+    assert proc.returncode == 1, proc.stderr  # exit 1: some jobs failed
+    assert "Joblib.Parallel(n_jobs=-1" in proc.stdout + proc.stderr
+    metrics = _metrics(sweep)
+    assert len(metrics) == 6
+    failed = sorted(k for k, m in metrics.items() if m["status"] == "failed")
+    assert failed == sorted(k for k in metrics if "optimizer.lr=-1" in k)
+    ok = [m for k, m in metrics.items() if k not in failed]
+    assert len(ok) == 4 and all(m["status"] == "ok" and m["epochs_run"] == 2 for m in ok)
+    assert len({(m["optimizer"], m["lr"]) for m in ok}) == 4
+    board = pd.read_csv(sweep / "leaderboard.csv")
+    assert list(board["status"]) == ["ok"] * 4 + ["failed"] * 2
+    assert board["message"].iloc[-1].startswith("ConfigError: optimizer.lr must be positive")
+    study = (sweep / "study.md").read_text()
+    assert "## Jobs that did not finish" in study and "optimizer.lr must be positive" in study
+    assert "## Best optimizer.lr per optimizer" in study
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_a_real_job(dlrun_cli, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    sweep = tmp_path / "sweep"
+    proc = dlrun_cli(["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
+                      f"hydra.sweep.dir={sweep}", *TINY_SWEEP, "optimizer=adam", "seed=0"])
+    assert proc.returncode == 0, proc.stderr
+    (m,) = _metrics(sweep).values()
+    assert m["status"] == "ok" and m["epochs_run"] == 2 and m["val"]["macro_f1"] > 0
+    assert any((sweep / ".submitit").rglob("*_result.pkl"))  # it really went through submitit
+    assert (sweep / "leaderboard.csv").is_file()
