@@ -32,10 +32,19 @@ class RunSummary:
     metrics: dict[str, Any]
 
 
+def _nanmean(values: list[float]) -> float:
+    """Mean of the finite values; NaN (without numpy's warning) when there are none."""
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
 def _mean_std(dicts: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
     keys = sorted(set().union(*dicts)) if dicts else []
-    mean = {k: float(np.nanmean([d.get(k, np.nan) for d in dicts])) for k in keys}
-    std = {k: float(np.nanstd([d.get(k, np.nan) for d in dicts])) for k in keys}
+    mean = {k: _nanmean([d.get(k, np.nan) for d in dicts]) for k in keys}
+    std = {}
+    for k in keys:
+        finite = [v for v in (d.get(k, np.nan) for d in dicts) if v is not None and np.isfinite(v)]
+        std[k] = float(np.std(finite)) if finite else math.nan
     return mean, std
 
 
@@ -72,8 +81,8 @@ def describe_config(cfg: Config) -> str:
 
 def _diagnose(cfg: Config, spec: TaskSpec, outcomes, fold_metrics) -> Diagnosis:
     restored = cfg.reg.early_stopping and cfg.reg.restore_best_weights
-    train_score = float(np.nanmean([m["train"].get(spec.fit_metric, np.nan) for m in fold_metrics]))
-    val_score = float(np.nanmean([m["val"].get(spec.fit_metric, np.nan) for m in fold_metrics]))
+    train_score = _nanmean([m["train"].get(spec.fit_metric, np.nan) for m in fold_metrics])
+    val_score = _nanmean([m["val"].get(spec.fit_metric, np.nan) for m in fold_metrics])
     return diagnose(
         outcomes[0].fit.history, train_score=train_score, val_score=val_score,
         fit_metric=spec.fit_metric, cfg=cfg.diagnosis, restored_best=restored,

@@ -52,7 +52,7 @@ def write_summary(
         "",
         f"**Status:** {_STATUS_TEXT.get(status, status)} · {metrics['epochs_run']} epochs in "
         f"{metrics['fit_seconds']:.1f} s ({metrics['loop']} loop, {metrics['device']}) · "
-        f"{metrics['params']:,} parameters · best epoch {metrics['best_epoch']}",
+        f"{metrics['params']:,} parameters · best epoch {_num(metrics['best_epoch'])}",
     ]
     if metrics.get("message"):
         lines += ["", f"> {metrics['message']}"]

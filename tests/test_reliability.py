@@ -1,0 +1,246 @@
+"""Reliability: checkpoints and resume, interruption, divergence, failure isolation,
+weights files and image folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dlrun.errors import ConfigError, DataError
+from tests.conftest import compose_config, run_cli
+
+TINY = ["trainer.progress=none"]
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _small_model(width: int = 4):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(3,))
+    hidden = keras.layers.Dense(width, activation="relu")(inputs)
+    hidden = keras.layers.Dropout(0.5)(hidden)
+    return keras.Model(inputs, keras.layers.Dense(1)(hidden))
+
+
+# ---------------------------------------------------------------- checkpoint unit tests
+
+
+def test_checkpoint_restores_weights_optimizer_and_dropout_state(tmp_path):
+    import keras
+
+    from dlrun import checkpoint
+
+    model = _small_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    x, y = np.random.default_rng(0).normal(size=(32, 3)), np.zeros((32, 1))
+    model.fit(x, y, epochs=2, verbose=0)
+    path = tmp_path / "checkpoint" / "state.npz"
+    rows = [{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5}]
+    checkpoint.save(path, model, epoch=2, fold=0, history=rows, fingerprint="abc")
+
+    fresh, optimizer = _small_model(), keras.optimizers.Adam(0.01)
+    state = checkpoint.restore(path, fresh, optimizer)
+
+    assert (state.epoch, state.fold, state.history, state.fingerprint) == (2, 0, rows, "abc")
+    assert len(fresh.variables) > len(fresh.weights)  # the dropout seed state is a variable too
+    for a, b in zip(model.variables, fresh.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert int(optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy()) > 0
+    for a, b in zip(model.optimizer.variables, optimizer.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert not list(path.parent.glob(".*.tmp"))  # nothing half-written left behind
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    import keras
+
+    from dlrun import checkpoint
+
+    model = _small_model(width=4)
+    model.compile(optimizer="adam", loss="mse")
+    path = tmp_path / "state.npz"
+    checkpoint.save(path, model, epoch=1, fold=0, history=[], fingerprint="")
+    with pytest.raises(ConfigError, match="does not fit this model"):
+        checkpoint.restore(path, _small_model(width=5), keras.optimizers.Adam())
+
+
+# ---------------------------------------------------------------- weights files
+
+
+def test_weights_files_load_and_a_mismatch_is_one_clear_error(tmp_path):
+    from dlrun.models import load_weights
+
+    trained = _small_model()
+    trained.save_weights(tmp_path / "w.weights.h5")
+    trained.save(tmp_path / "m.keras")
+    for name in ("w.weights.h5", "m.keras"):
+        target = load_weights(_small_model(), str(tmp_path / name))
+        for a, b in zip(trained.weights, target.weights, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for name in ("w.weights.h5", "m.keras"):
+        with pytest.raises(ConfigError, match="does not fit model"):
+            load_weights(_small_model(width=7), str(tmp_path / name))
+
+
+def test_a_keras_file_with_a_lambda_layer_is_refused_by_safe_mode(tmp_path):
+    import keras
+
+    from dlrun.models import load_weights
+
+    inputs = keras.Input(shape=(3,))
+    unsafe = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2)(inputs))
+    unsafe.save(tmp_path / "unsafe.keras")
+    with pytest.raises(ConfigError, match="does not fit model"):
+        load_weights(keras.Model(inputs, inputs), str(tmp_path / "unsafe.keras"))
+
+
+# ---------------------------------------------------------------- image folders
+
+
+def _image_folder(root: Path, *, classes=("circle", "square"), per_class: int = 6) -> Path:
+    from PIL import Image, ImageDraw
+
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            img = Image.new("RGB", (20 + i, 16), (i * 20, 0, 0))
+            draw = ImageDraw.Draw(img)
+            (draw.ellipse if c == 0 else draw.rectangle)((3, 3, 12, 12), fill=(255, 255, 255))
+            img.save(root / name / f"{i}.png")
+    return root
+
+
+def test_image_folder_loads_resized_flat_images_in_unit_range(tmp_path):
+    from dlrun.config import DatasetConfig
+    from dlrun.data import load_table
+
+    root = _image_folder(tmp_path / "shapes")
+    table = load_table(DatasetConfig(name="image_folder", path=str(root), image_size=8, scaling="none"))
+    assert table.x.shape == (12, 8 * 8 * 3)
+    assert table.image_shape == (8, 8, 3)
+    assert table.class_names == ["circle", "square"] and table.task == "binary"
+    assert np.bincount(table.y).tolist() == [6, 6]
+    assert table.x.min() >= 0 and table.x.max() <= 1 and table.scaled
+
+
+def test_a_corrupt_image_is_named(tmp_path):
+    from dlrun.config import DatasetConfig
+    from dlrun.data import load_table
+
+    root = _image_folder(tmp_path / "shapes")
+    (root / "square" / "bad.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match=r"cannot read image .*bad\.jpg"):
+        load_table(DatasetConfig(name="image_folder", path=str(root)))
+
+
+@pytest.mark.slow
+def test_cnn_trains_on_an_image_folder(tmp_path):
+    from dlrun.run import run_job
+
+    root = _image_folder(tmp_path / "shapes", classes=("a", "b", "c"), per_class=10)
+    cfg = compose_config(["dataset=image_folder", f"dataset.path={root}", "dataset.image_size=8",
+                          "model=cnn", "trainer.epochs=2", *TINY])
+    run_job(cfg, tmp_path / "run")
+    m = _metrics(tmp_path / "run")
+    assert m["status"] == "ok" and m["task"] == "multiclass" and m["sizes"]["test"] == 6
+
+
+# ---------------------------------------------------------------- interruption
+
+
+@pytest.mark.slow
+def test_an_interruption_before_the_first_epoch_still_writes_the_run_folder(tmp_path, monkeypatch):
+    import keras
+
+    import dlrun.run
+    from dlrun.run import run_job
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(dlrun.run, "_callbacks", lambda cfg, run_dir: [Interrupt()])
+    cfg = compose_config(["trainer.epochs=3", "dataset.max_rows=100", *TINY])
+    with pytest.raises(KeyboardInterrupt):
+        run_job(cfg, tmp_path / "run")
+    m = _metrics(tmp_path / "run")
+    assert m["status"] == "interrupted" and m["epochs_run"] == 0
+    assert "interrupted" in (tmp_path / "run" / "summary.md").read_text()
+
+
+def _start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
+    code = "import sys; from dlrun.cli import main; sys.argv[0] = 'dlrun'; sys.exit(main())"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CI": "1"}
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_sigterm_then_resume_reaches_the_metrics_of_an_uninterrupted_run(tmp_path):
+    # Dropout and Adam: the resumed run must restore the dropout RNG and the optimizer moments.
+    args = ["trainer.epochs=25", "reg=dropout", "optimizer.batch_size=4", "dataset.max_rows=240", *TINY]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    done = run_cli([*args, f"hydra.run.dir={full}"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    proc = _start_cli([*args, f"hydra.run.dir={cut}"], cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not (cut / "checkpoint" / "state.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr
+    stopped = _metrics(cut)
+    assert stopped["status"] == "interrupted" and 1 <= stopped["epochs_run"] < 25
+    assert len(pd.read_csv(cut / "history.csv")) == stopped["epochs_run"]
+
+    resumed = run_cli([*args, f"hydra.run.dir={cut}", "trainer.resume=true"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = _metrics(full), _metrics(cut)
+    assert b["status"] == "ok" and b["epochs_run"] == 25
+    for split in ("train", "val", "test"):
+        assert a[split] == b[split]
+    history_a = pd.read_csv(full / "history.csv").drop(columns="seconds")
+    history_b = pd.read_csv(cut / "history.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(history_a, history_b)
+
+
+# ---------------------------------------------------------------- divergence and failures
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_diverging_and_a_failing_job_finishes_and_marks_both(tmp_path, dlrun_cli):
+    sweep = tmp_path / "sweep"
+    # lr=1e6 with plain SGD on a regression explodes in the first epoch; lr=-1 makes its job raise.
+    proc = dlrun_cli(["-m", "dataset=diabetes", "optimizer=sgd", "optimizer.lr=0.01,0.02,1e6,-1",
+                      "trainer.epochs=3", *TINY, f"hydra.sweep.dir={sweep}"])
+    assert proc.returncode == 1, proc.stderr[-2000:]  # some jobs failed
+    board = pd.read_csv(sweep / "leaderboard.csv")
+    status = dict(zip(board["optimizer.lr"].astype(float), board["status"], strict=True))
+    assert status == {0.01: "ok", 0.02: "ok", 1e6: "diverged", -1.0: "failed"}
+
+    dirs = {float(lr): Path(d) for lr, d in zip(board["optimizer.lr"], board["run_dir"], strict=True)}
+    diverged = _metrics(dirs[1e6])
+    assert diverged["status"] == "diverged" and diverged["diverged_epoch"] == 1
+    assert diverged["epochs_run"] == 1  # stopped within the first of three epochs
+    summary = (dirs[1e6] / "summary.md").read_text()
+    assert "diverged" in summary and "learning rate" in summary and "exploded" in summary
+    failed = _metrics(dirs[-1.0])
+    assert failed["status"] == "failed" and "optimizer.lr must be positive" in failed["message"]
+    assert (dirs[-1.0] / "error.txt").exists()
+    for lr in (0.01, 0.02):
+        assert _metrics(dirs[lr])["epochs_run"] == 3
