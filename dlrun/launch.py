@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def parallel_jobs(n_jobs: int, *, cores: int) -> int:
     return max(1, n_jobs if n_jobs > 0 else cores + 1 + n_jobs)
 
 
-def job_threads(threads: int, launcher: Optional[Mapping[str, Any]], *, cores: Optional[int] = None) -> int:
+def job_threads(threads: int, launcher: Mapping[str, Any] | None, *, cores: int | None = None) -> int:
     """The TF thread-pool size for one job (0: let TensorFlow choose).
 
     Args:

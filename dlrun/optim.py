@@ -20,14 +20,14 @@ meaning when the batch size does.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 import keras
 
 from dlrun.config import OPTIMIZERS, SCHEDULES, OptimizerConfig
 from dlrun.errors import ConfigError
 
-LearningRate = Union[float, keras.optimizers.schedules.LearningRateSchedule]
+LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
 
 
 def build_schedule(cfg: OptimizerConfig, *, steps_per_epoch: int, epochs: int) -> LearningRate:

@@ -97,7 +97,7 @@ def test_groups_average_over_seeds_best_first(sweep):
 def test_best_learning_rate_per_optimizer(sweep):
     runs = collect_runs([sweep])
     best = best_per_value(group_table(runs, swept_keys(runs)), ["cfg.optimizer"])
-    assert dict(zip(best["cfg.optimizer"], best["cfg.optimizer.lr"])) == {"adam": "0.001", "sgd": "0.1"}
+    assert dict(zip(best["cfg.optimizer"], best["cfg.optimizer.lr"], strict=True)) == {"adam": "0.001", "sgd": "0.1"}
 
 
 def test_time_to_target_counts_epochs_and_seconds():

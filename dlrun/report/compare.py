@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Optional
 
 import matplotlib
 
@@ -26,7 +25,7 @@ def _band(series: Sequence[pd.Series]) -> pd.DataFrame:
 
 
 def plot_compare_curves(
-    curves: Curves, path: Path, *, ylabel: str, target: Optional[float] = None, title: str = ""
+    curves: Curves, path: Path, *, ylabel: str, target: float | None = None, title: str = ""
 ) -> Path:
     """Validation curve per group: the mean over seeds, the band from their min to max.
 
@@ -41,7 +40,7 @@ def plot_compare_curves(
     cols = min(len(panels), 3)
     rows = int(np.ceil(len(panels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False, sharey=True)
-    for ax, panel in zip(axes.flat, panels):
+    for ax, panel in zip(axes.flat, panels, strict=False):  # extra axes hidden below
         for label, series in curves[panel].items():
             band = _band(series)
             (line,) = ax.plot(band.index, band["mean"], label=f"{label} (n={len(series)})")

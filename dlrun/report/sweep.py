@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,7 +104,7 @@ def _overrides(run_dir: Path, metrics: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def _config_value(config: Mapping[str, Any], key: str) -> Optional[str]:
+def _config_value(config: Mapping[str, Any], key: str) -> str | None:
     """A key's value in a run's composed config; a group (``optimizer``) gives its name."""
     node: Any = config
     for part in key.split("."):
@@ -166,7 +166,7 @@ def _row(run_dir: Path) -> dict[str, Any]:
     return row
 
 
-def collect_runs(paths: Iterable[Path], *, since: Optional[float] = None) -> pd.DataFrame:
+def collect_runs(paths: Iterable[Path], *, since: float | None = None) -> pd.DataFrame:
     """One row per run folder: its overrides (``cfg.*`` columns) and key metrics.
 
     Args:
@@ -196,7 +196,7 @@ def _greater_is_better(runs: pd.DataFrame) -> bool:
 
 def add_time_to_target(
     runs: pd.DataFrame, *, fraction: float = DEFAULT_TARGET_FRACTION
-) -> tuple[pd.DataFrame, Optional[Target], dict[str, pd.DataFrame]]:
+) -> tuple[pd.DataFrame, Target | None, dict[str, pd.DataFrame]]:
     """Add ``target_epochs``, ``target_seconds`` and ``steady_seconds_per_epoch`` to ``runs``.
 
     Returns:
@@ -303,8 +303,6 @@ def label(row: pd.Series, keys: list[str]) -> str:
     return ", ".join(f"{k[4:]}={row[k]}" for k in keys) or "all runs"
 
 
-_label = label  # the name the claim checks have used
-
 
 # ----------------------------------------------------------------------------- markdown
 
@@ -359,7 +357,7 @@ def _best_per_value_lines(
     return lines
 
 
-def _target_lines(target: Optional[Target], runs: pd.DataFrame) -> list[str]:
+def _target_lines(target: Target | None, runs: pd.DataFrame) -> list[str]:
     if target is None:
         return []
     ok = runs[runs["status"] == "ok"]
@@ -403,7 +401,7 @@ def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _plots(
-    runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], *, target: Optional[Target],
+    runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], *, target: Target | None,
     histories: Mapping[str, pd.DataFrame], out_dir: Path,
 ) -> list[str]:
     """Write compare_curves.png (and lr_sensitivity.png when the lr is swept); markdown links."""
@@ -448,7 +446,7 @@ def _plots(
 
 def report_sweep(
     paths: Iterable[Path], *, out_dir: Path, study: Mapping[str, Any] | None = None,
-    since: Optional[float] = None,
+    since: float | None = None,
 ) -> SweepResult:
     """Write ``leaderboard.csv``, ``study.md`` and the comparison plots into ``out_dir``.
 

@@ -17,7 +17,6 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -41,7 +40,7 @@ class Target:
         return scores >= self.value if self.greater_is_better else scores <= self.value
 
 
-def read_history(run_dir: Path) -> Optional[pd.DataFrame]:
+def read_history(run_dir: Path) -> pd.DataFrame | None:
     """A run's ``history.csv`` as a frame, or None when it has none (a failed job)."""
     path = Path(run_dir) / HISTORY
     if not path.is_file():
@@ -61,7 +60,7 @@ def mean_curve(history: pd.DataFrame) -> pd.DataFrame:
     return history.drop(columns="fold").groupby("epoch", as_index=False).mean()
 
 
-def score_column(histories: Iterable[pd.DataFrame], *, headline: str, fit: Optional[str]) -> Optional[str]:
+def score_column(histories: Iterable[pd.DataFrame], *, headline: str, fit: str | None) -> str | None:
     """The validation column to follow: ``val_<headline>``, else ``val_<fit metric>``."""
     frames = [h for h in histories if h is not None]
     for name in (f"val_{headline}", f"val_{fit}" if fit else None):
@@ -72,7 +71,7 @@ def score_column(histories: Iterable[pd.DataFrame], *, headline: str, fit: Optio
 
 def study_target(
     histories: Iterable[pd.DataFrame], *, column: str, fraction: float, greater_is_better: bool
-) -> Optional[Target]:
+) -> Target | None:
     """The target from the best validation epoch of all ``histories`` (None if none has one)."""
     if not 0 < fraction <= 1:
         raise ValueError(f"study.target_fraction must be in (0, 1], got {fraction}")
@@ -85,7 +84,7 @@ def study_target(
     return Target(column, best, value, fraction, greater_is_better)
 
 
-def time_to_target(history: Optional[pd.DataFrame], target: Target) -> tuple[float, float]:
+def time_to_target(history: pd.DataFrame | None, target: Target) -> tuple[float, float]:
     """(epochs, seconds) until ``history`` first reaches ``target``; NaN, NaN if it never does."""
     if history is None or target.column not in history:
         return math.nan, math.nan
@@ -107,7 +106,7 @@ def compile_seconds(seconds: np.ndarray) -> float:
     return max(0.0, float(seconds[0] - np.median(seconds[1:])))
 
 
-def steady_seconds_per_epoch(history: Optional[pd.DataFrame]) -> float:
+def steady_seconds_per_epoch(history: pd.DataFrame | None) -> float:
     """Median seconds of an epoch after the first (which carries the graph compilation)."""
     if history is None or "seconds" not in history:
         return math.nan

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,8 +33,8 @@ CLAIM_TIME = ("Adaptive optimizers (RMSprop, Adam) reach the target in less time
 CLAIM_SENSITIVITY = "Plain SGD is the most sensitive to the learning rate."
 
 
-@lru_cache(maxsize=None)
-def usual_lr(name: str) -> Optional[float]:
+@cache
+def usual_lr(name: str) -> float | None:
     """The learning rate ``configs/optimizer/<name>.yaml`` ships (None if there is none)."""
     path = config_dir() / "optimizer" / f"{name}.yaml"
     if not path.is_file():
