@@ -3,14 +3,23 @@
 :func:`train` runs either
 
 * the **fast** loop (default for in-memory arrays): each epoch is one compiled
-  ``tf.function`` that walks the shuffled batches in-graph, with the validation
-  forward pass inside the same call, so Python runs once per epoch, not once per batch;
-* or Keras's own ``model.fit`` (``trainer.loop=fit``, and the path for streaming data).
+  ``tf.function`` call that walks the shuffled mini-batches in a ``tf.while_loop`` and
+  then runs the validation forward pass, so Python runs once per epoch, not once per
+  batch, and the graph is traced once per run;
+* or Keras's own ``model.fit`` (``trainer.loop=fit``, and the path for data that does
+  not fit in memory).
 
 Both feed the same Keras callbacks (EarlyStopping with restore_best_weights,
-ReduceLROnPlateau, TensorBoard), honour sample weights, record the same history
-columns, stop at the first non-finite loss (status ``diverged``) and turn Ctrl-C /
-SIGTERM into status ``interrupted`` with the history so far.
+ReduceLROnPlateau, TensorBoard: epoch-level hooks; batch-level hooks fire under
+``model.fit`` only), honour sample and class weights, record the same history columns,
+stop at the first non-finite loss (status ``diverged``, within the epoch) and turn
+Ctrl-C / SIGTERM into status ``interrupted`` with the history so far.
+
+History columns: ``loss`` is the training data loss of the epoch's mini-batches in
+training mode (sample-weighted mean, without regularization penalties, so it compares
+with ``val_loss``); ``accuracy`` (or ``mae``) likewise; ``val_loss``, ``val_accuracy``
+(or ``val_mae``) and ``val_<headline>`` come from the model in inference mode after the
+epoch; ``lr`` is the learning rate at the end of the epoch; ``seconds`` its wall time.
 """
 
 from __future__ import annotations
@@ -18,33 +27,40 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
+from scipy.stats import rankdata
 
 from dlrun.data.table import Splits
-from dlrun.metrics import compute_metrics
+from dlrun.metrics import _EPS, class_probabilities, predicted_labels
 from dlrun.task import TaskSpec
 
 log = logging.getLogger(__name__)
 
 # Validation and prediction run in chunks of this many rows to bound memory.
 _EVAL_BATCH = 2048
+# Metrics whose larger values are better, for callbacks that watch them (mode="auto").
+_GREATER_IS_BETTER = ("accuracy", "roc_auc", "pr_auc", "macro_f1", "r2")
+
+Row = dict[str, float]
+EpochHook = Callable[[int, Row], None]
 
 
 @dataclass
 class FitResult:
     """What a training run produced, beside the trained model itself."""
 
-    history: list[dict[str, float]]
+    history: list[Row]
     status: str  # ok | diverged | interrupted
     loop: str  # fast | fit
     fit_seconds: float
     stopped_early: bool = False
-    message: Optional[str] = None
+    message: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -52,97 +68,100 @@ class FitResult:
         return len(self.history)
 
 
-def _per_epoch_metrics(splits: Splits, spec: TaskSpec) -> Callable[[np.ndarray], dict[str, float]]:
-    """A function from validation predictions to the ``val_*`` columns of history."""
+# --- validation scores, every epoch ---------------------------------------------------
 
-    def score(pred: np.ndarray) -> dict[str, float]:
-        m = compute_metrics(splits.y_val, pred, spec, y_mean=splits.y_mean, y_std=splits.y_std)
-        keep = {"loss", "accuracy", spec.headline} if spec.is_classification else {"loss", "mae", spec.headline}
-        return {f"val_{k}": v for k, v in m.items() if k in keep}
+
+def _roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Binary ROC-AUC as the Mann-Whitney statistic (ties count one half)."""
+    positive = y == 1
+    n_pos = int(positive.sum())
+    n_neg = len(y) - n_pos
+    return float((rankdata(score)[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _average_precision(y: np.ndarray, score: np.ndarray) -> float:
+    """scikit-learn's average precision: sum over thresholds of recall gain × precision."""
+    order = np.argsort(-score, kind="mergesort")
+    s, hits = score[order], np.cumsum(y[order])
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last row of each distinct score
+    precision = hits[last] / (last + 1)
+    recall = hits[last] / hits[-1]
+    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+
+
+def _macro_f1(y: np.ndarray, labels: np.ndarray, k: int) -> float:
+    cm = np.bincount(y * k + labels, minlength=k * k).reshape(k, k)
+    tp = np.diag(cm).astype(np.float64)
+    denom = 2 * tp + (cm.sum(axis=0) - tp) + (cm.sum(axis=1) - tp)
+    return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)))
+
+
+def epoch_scorer(splits: Splits, spec: TaskSpec) -> Callable[[np.ndarray], Row]:
+    """A function from validation predictions to the ``val_*`` columns of a history row.
+
+    The numbers equal :func:`dlrun.metrics.compute_metrics` (a test holds them to it) at a
+    fraction of the cost: scikit-learn's input checks alone take longer than an epoch of
+    a small network, and this runs every epoch.
+    """
+    stat = "accuracy" if spec.is_classification else "mae"
+    names = ["loss", stat] + ([spec.headline] if spec.headline != stat else [])
+    y = np.asarray(splits.y_val)
+    y_int = y.astype(np.int64)
+    k = spec.units if spec.task == "multiclass" else 2
+    two_classes = len(np.unique(y_int)) == 2
+
+    def classification(pred: np.ndarray) -> Row:
+        proba = np.clip(class_probabilities(pred, spec.task), _EPS, 1 - _EPS)
+        proba /= proba.sum(axis=1, keepdims=True)
+        labels = predicted_labels(pred, spec.task)
+        out = {
+            "loss": float(-np.mean(np.log(proba[np.arange(len(y_int)), y_int]))),
+            "accuracy": float(np.mean(labels == y_int)),
+        }
+        if spec.headline == "macro_f1":
+            out["macro_f1"] = _macro_f1(y_int, labels, k)
+        elif spec.headline in ("roc_auc", "pr_auc"):
+            score = _roc_auc if spec.headline == "roc_auc" else _average_precision
+            out[spec.headline] = score(y_int, proba[:, 1]) if two_classes else math.nan
+        return out
+
+    def regression(pred: np.ndarray) -> Row:
+        err = pred.reshape(-1) - y
+        return {"loss": float(np.mean(err**2)), "mae": float(np.mean(np.abs(err)) * splits.y_std)}
+
+    compute = classification if spec.is_classification else regression
+
+    def score(pred: np.ndarray) -> Row:
+        pred = np.asarray(pred, dtype=np.float64)
+        values = compute(pred) if np.all(np.isfinite(pred)) else {}
+        return {f"val_{n}": values.get(n, math.nan) for n in names}
 
     return score
 
 
-def current_lr(optimizer: keras.optimizers.Optimizer) -> float:
-    try:
-        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-    except (TypeError, ValueError):
-        return float("nan")
+# --- callbacks --------------------------------------------------------------------------
 
 
-class _EpochRunner:
-    """Compiles one training epoch (and the validation pass) into a single graph call."""
+def _watch_direction(callbacks: list[keras.callbacks.Callback]) -> None:
+    """Give monitoring callbacks in ``mode="auto"`` the direction of dlrun's metrics.
 
-    def __init__(self, model: keras.Model, spec: TaskSpec, batch_size: int, n_train: int):
-        self.model = model
-        self.optimizer = model.optimizer
-        self.classification = spec.is_classification
-        self.binary = spec.task == "binary"
-        self.batch_size = batch_size
-        self.n_batches = math.ceil(n_train / batch_size)
-        self.train_epoch = tf.function(self._train_epoch, reduce_retracing=True)
-        self.predict = tf.function(self._predict, reduce_retracing=True)
+    Keras infers it from compiled metrics, which dlrun computes itself (``val_roc_auc``),
+    so EarlyStopping on anything but a loss would otherwise refuse to start.
+    """
+    for cb in callbacks:
+        monitor = getattr(cb, "monitor", None)
+        if isinstance(monitor, str) and getattr(cb, "mode", None) == "auto":
+            metric = monitor.removeprefix("val_")
+            cb.mode = "max" if metric in _GREATER_IS_BETTER else "min"
+            if isinstance(cb, keras.callbacks.ReduceLROnPlateau):
+                cb._reset()  # it fixed its comparison when built
 
-    def _batch_loss(self, y, pred, w):
-        loss = self._per_example(y, pred)
-        # Keras's sum_over_batch_size reduction: sum(loss * w) / batch size.
-        return tf.reduce_sum(loss * w) / tf.cast(tf.shape(loss)[0], loss.dtype)
 
-    def _per_example(self, y, pred):
-        pred = tf.cast(pred, tf.float32)
-        if self.binary:
-            return keras.losses.binary_crossentropy(tf.reshape(y, (-1, 1)), pred)
-        if self.classification:
-            return keras.losses.sparse_categorical_crossentropy(y, pred)
-        return tf.reduce_mean(tf.square(tf.reshape(y, (-1, 1)) - pred), axis=-1)
-
-    def _correct(self, y, pred):
-        if self.binary:
-            labels = tf.cast(tf.reshape(pred, (-1,)) >= 0.5, tf.float32)
-        else:
-            labels = tf.cast(tf.argmax(pred, axis=-1), tf.float32)
-        return tf.reduce_sum(tf.cast(tf.equal(labels, tf.cast(y, tf.float32)), tf.float32))
-
-    def _abs_err(self, y, pred):
-        return tf.reduce_sum(tf.abs(tf.reshape(y, (-1,)) - tf.reshape(tf.cast(pred, tf.float32), (-1,))))
-
-    def _train_epoch(self, x, y, w, perm):
-        n = tf.shape(perm)[0]
-        bs = self.batch_size
-        loss_sum = tf.constant(0.0)
-        stat_sum = tf.constant(0.0)
-        seen = tf.constant(0.0)
-        finite = tf.constant(True)
-        variables = self.model.trainable_variables
-        for i in tf.range(self.n_batches):
-            idx = perm[i * bs : tf.minimum((i + 1) * bs, n)]
-            xb, yb, wb = tf.gather(x, idx), tf.gather(y, idx), tf.gather(w, idx)
-            with tf.GradientTape() as tape:
-                pred = self.model(xb, training=True)
-                data_loss = self._batch_loss(yb, pred, wb)
-                total = data_loss
-                if self.model.losses:
-                    total = total + tf.add_n([tf.cast(v, tf.float32) for v in self.model.losses])
-                scaled = self.optimizer.scale_loss(total)
-            grads = tape.gradient(scaled, variables)
-            self.optimizer.apply(grads, variables)
-            size = tf.cast(tf.shape(idx)[0], tf.float32)
-            loss_sum += data_loss * size
-            stat_sum += self._correct(yb, pred) if self.classification else self._abs_err(yb, pred)
-            seen += size
-            if not tf.math.is_finite(total):
-                finite = tf.constant(False)
-                break
-        return loss_sum / seen, stat_sum / seen, finite
-
-    def _predict(self, x):
-        n = tf.shape(x)[0]
-        chunks = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
-        steps = (n + _EVAL_BATCH - 1) // _EVAL_BATCH
-        for i in tf.range(steps):
-            xb = x[i * _EVAL_BATCH : tf.minimum((i + 1) * _EVAL_BATCH, n)]
-            chunks = chunks.write(i, tf.cast(self.model(xb, training=False), tf.float32))
-        return chunks.concat()
+def _divergence_message(epoch: int) -> str:
+    return (
+        f"loss became non-finite in epoch {epoch}; the learning rate is probably too high "
+        "or gradients exploded (lower optimizer.lr, set optimizer.clipnorm, or use batch norm)"
+    )
 
 
 def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
@@ -154,70 +173,143 @@ def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
     return np.concatenate(outs, axis=0).astype(np.float64)
 
 
-def _notify_divergence(history: list[dict[str, float]], epoch: int) -> str:
-    return (
-        f"loss became non-finite in epoch {epoch}; the learning rate is probably too high "
-        "or gradients exploded (lower optimizer.lr, add optimizer.clipnorm, or use batch norm)"
-    )
+# --- the fast loop ----------------------------------------------------------------------
+
+
+class _EpochRunner:
+    """Compiles one training epoch and the validation pass into a single graph call.
+
+    The graph is traced without AutoGraph (the loop is an explicit ``tf.while_loop``),
+    which keeps tracing, the fixed cost of every run, short.
+    """
+
+    def __init__(self, model: keras.Model, spec: TaskSpec, *, batch_size: int, n_train: int):
+        self.model = model
+        self.optimizer = model.optimizer  # a LossScaleOptimizer under mixed precision
+        self.spec = spec
+        self.batch_size = batch_size
+        self.n_batches = math.ceil(n_train / batch_size)
+        self.optimizer.build(model.trainable_variables)  # no variables may be made in the loop
+        self.run = tf.function(self._epoch, autograph=False, reduce_retracing=True)
+
+    def _per_row_loss(self, y, pred):
+        pred = tf.cast(pred, tf.float32)
+        if self.spec.task == "binary":
+            return keras.losses.binary_crossentropy(tf.reshape(y, (-1, 1)), pred)
+        if self.spec.is_classification:
+            return keras.losses.sparse_categorical_crossentropy(y, pred)
+        return keras.losses.mean_squared_error(tf.reshape(y, (-1, 1)), pred)
+
+    def _stat(self, y, pred):
+        """Correct predictions (classification) or summed absolute error (regression)."""
+        pred = tf.cast(pred, tf.float32)
+        if not self.spec.is_classification:
+            return tf.reduce_sum(tf.abs(y - tf.reshape(pred, (-1,))))
+        if self.spec.task == "binary":
+            labels = tf.cast(tf.reshape(pred, (-1,)) >= 0.5, tf.float32)
+        else:
+            labels = tf.cast(tf.argmax(pred, axis=-1), tf.float32)
+        return tf.reduce_sum(tf.cast(tf.equal(labels, y), tf.float32))
+
+    def _step(self, x, y, w, idx):
+        """One mini-batch update; returns the batch's weighted loss sum, stat and finiteness."""
+        xb, yb, wb = tf.gather(x, idx), tf.gather(y, idx), tf.gather(w, idx)
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            pred = self.model(xb, training=True)
+            weighted = self._per_row_loss(yb, pred) * wb
+            # Keras's "sum_over_batch_size": sum(loss * weight) / rows in the batch.
+            total = tf.reduce_sum(weighted) / tf.cast(tf.size(idx), tf.float32)
+            if self.model.losses:
+                total += tf.add_n([tf.cast(v, tf.float32) for v in self.model.losses])
+            scaled = self.optimizer.scale_loss(total)
+        self.optimizer.apply(tape.gradient(scaled, variables), variables)
+        return tf.reduce_sum(weighted), self._stat(yb, pred), tf.math.is_finite(total)
+
+    def _predict(self, x):
+        if x.shape[0] is not None and x.shape[0] <= _EVAL_BATCH:
+            return tf.cast(self.model(x, training=False), tf.float32)
+        n = tf.shape(x)[0]
+        chunks = tf.TensorArray(tf.float32, size=(n + _EVAL_BATCH - 1) // _EVAL_BATCH, infer_shape=False)
+
+        def chunk(i, acc):
+            xb = x[i * _EVAL_BATCH : (i + 1) * _EVAL_BATCH]
+            return i + 1, acc.write(i, tf.cast(self.model(xb, training=False), tf.float32))
+
+        _, chunks = tf.while_loop(lambda i, _: i < chunks.size(), chunk, (tf.constant(0), chunks))
+        return chunks.concat()
+
+    def _epoch(self, x, y, w, perm, x_val):
+        bs = self.batch_size
+
+        def more(i, loss_sum, stat_sum, weight_sum, finite):
+            return tf.logical_and(i < self.n_batches, finite)
+
+        def step(i, loss_sum, stat_sum, weight_sum, finite):
+            idx = perm[i * bs : (i + 1) * bs]
+            batch_loss, batch_stat, batch_finite = self._step(x, y, w, idx)
+            return (i + 1, loss_sum + batch_loss, stat_sum + batch_stat,
+                    weight_sum + tf.reduce_sum(tf.gather(w, idx)), batch_finite)
+
+        zero = tf.constant(0.0)
+        start = (tf.constant(0), zero, zero, zero, tf.constant(True))
+        i, loss_sum, stat_sum, weight_sum, finite = tf.while_loop(more, step, start)
+        seen = tf.cast(tf.minimum(i * bs, tf.shape(perm)[0]), tf.float32)
+        lr = tf.cast(self.optimizer.learning_rate, tf.float32)
+        return loss_sum / weight_sum, stat_sum / seen, finite, self._predict(x_val), lr
 
 
 def _fast_loop(
-    model: keras.Model,
-    splits: Splits,
-    spec: TaskSpec,
-    *,
-    epochs: int,
-    batch_size: int,
-    sample_weight: np.ndarray,
-    callbacks: keras.callbacks.CallbackList,
-    on_epoch: Callable[[int, dict[str, float]], None],
-    seed: int,
-    initial_epoch: int = 0,
-    history: Optional[list[dict[str, float]]] = None,
-) -> tuple[list[dict[str, float]], str, Optional[str]]:
-    runner = _EpochRunner(model, spec, batch_size, len(splits.y_train))
-    x = tf.constant(splits.x_train)
+    model: keras.Model, splits: Splits, spec: TaskSpec, *, epochs: int, batch_size: int,
+    sample_weight: np.ndarray, callbacks: keras.callbacks.CallbackList, on_epoch: EpochHook,
+    seed: int, initial_epoch: int, history: list[Row],
+) -> tuple[list[Row], str, str | None]:
+    runner = _EpochRunner(model, spec, batch_size=batch_size, n_train=len(splits.y_train))
+    x, x_val = tf.constant(splits.x_train), tf.constant(splits.x_val)
     y = tf.constant(splits.y_train.astype(np.float32))
     w = tf.constant(sample_weight.astype(np.float32))
-    x_val = tf.constant(splits.x_val)
-    score_val = _per_epoch_metrics(splits, spec)
+    score_val = epoch_scorer(splits, spec)
     stat_name = "accuracy" if spec.is_classification else "mae"
-    history = list(history or [])
+    stat_scale = 1.0 if spec.is_classification else splits.y_std  # mae in the target's units
     n = len(splits.y_train)
+    status = "ok"
     callbacks.on_train_begin()
     for epoch in range(initial_epoch, epochs):
         callbacks.on_epoch_begin(epoch)
         start = time.perf_counter()
         # One permutation per (seed, epoch): a resumed run shuffles exactly as an uninterrupted one.
         perm = np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
-        loss, stat, finite = runner.train_epoch(x, y, w, tf.constant(perm))
-        val_pred = runner.predict(x_val).numpy()
-        loss = float(loss)
-        if not spec.is_classification:
-            stat = float(stat) * splits.y_std  # mae in the target's units
-        logs = {"loss": loss, stat_name: float(stat), **score_val(val_pred)}
-        logs["lr"] = current_lr(model.optimizer)
+        loss, stat, finite, val_pred, lr = runner.run(x, y, w, perm, x_val)
+        logs = {"loss": float(loss), stat_name: float(stat) * stat_scale, **score_val(val_pred.numpy())}
+        logs["lr"] = float(lr)
         logs["seconds"] = time.perf_counter() - start
         row = {"epoch": epoch + 1, **logs}
         history.append(row)
         on_epoch(epoch + 1, row)
-        if not bool(finite) or not math.isfinite(loss):
-            return history, "diverged", _notify_divergence(history, epoch + 1)
+        if not bool(finite) or not math.isfinite(logs["loss"]):
+            status = "diverged"  # as model.fit would, still end training: best weights come back
+            break
         callbacks.on_epoch_end(epoch, dict(logs))
         if model.stop_training:
             break
     callbacks.on_train_end()
-    return history, "ok", None
+    return history, status, _divergence_message(len(history)) if status == "diverged" else None
+
+
+# --- the model.fit loop -----------------------------------------------------------------
 
 
 class _Recorder(keras.callbacks.Callback):
-    """Collects ``model.fit`` logs into dlrun's history rows and stops on NaN."""
+    """Turns ``model.fit`` logs into dlrun's history rows and stops at a non-finite loss."""
 
-    def __init__(self, on_epoch, score_val, x_val, spec: TaskSpec):
+    def __init__(self, *, on_epoch: EpochHook, score_val, x_val: np.ndarray, stat: str,
+                 stat_scale: float, history: list[Row]):
         super().__init__()
-        self.rows: list[dict[str, float]] = []
-        self.on_epoch, self.score_val, self.x_val, self.spec = on_epoch, score_val, x_val, spec
+        self.on_epoch, self.score_val, self.x_val = on_epoch, score_val, x_val
+        self.stat, self.stat_scale = stat, stat_scale
+        self.rows = history
         self.diverged = False
+        self._start = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
@@ -228,39 +320,79 @@ class _Recorder(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        val_pred = predict(self.model, self.x_val)
-        row = {"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan")))}
-        stat = "accuracy" if self.spec.is_classification else "mae"
-        if stat in logs:
-            row[stat] = float(logs[stat])
-        row.update(self.score_val(val_pred))
-        row["lr"] = current_lr(self.model.optimizer)
+        logs = {} if logs is None else logs
+        keras_loss = float(logs.get("loss", math.nan))
+        row = {"epoch": epoch + 1, "loss": float(logs.get("data_loss", math.nan)),
+               self.stat: float(logs.get(self.stat, math.nan)) * self.stat_scale}
+        row.update(self.score_val(predict(self.model, self.x_val)))
+        row["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row["seconds"] = time.perf_counter() - self._start
         self.rows.append(row)
         self.on_epoch(epoch + 1, row)
-        if not math.isfinite(row["loss"]):
+        # Keras hands this same dict to the callbacks after this one: they see dlrun's columns.
+        logs.update({k: v for k, v in row.items() if k != "epoch"})
+        if self.diverged or not math.isfinite(keras_loss):
             self.diverged = True
             self.model.stop_training = True
 
 
+def _data_loss_metric(spec: TaskSpec) -> keras.metrics.Metric:
+    if spec.task == "binary":
+        return keras.metrics.BinaryCrossentropy(name="data_loss")
+    if spec.is_classification:
+        return keras.metrics.SparseCategoricalCrossentropy(name="data_loss")
+    return keras.metrics.MeanSquaredError(name="data_loss")
+
+
 def _fit_loop(
-    model, splits, spec, *, epochs, batch_size, sample_weight, callbacks, on_epoch, seed,
-    initial_epoch=0, history=None,
-):
-    recorder = _Recorder(on_epoch, _per_epoch_metrics(splits, spec), splits.x_val, spec)
-    recorder.rows = list(history or [])
-    metric = ["accuracy"] if spec.is_classification else ["mae"]
-    model.compile(optimizer=model.optimizer, loss=spec.loss, metrics=metric)
+    model: keras.Model, splits: Splits, spec: TaskSpec, *, epochs: int, batch_size: int,
+    sample_weight: np.ndarray, callbacks: keras.callbacks.CallbackList, on_epoch: EpochHook,
+    seed: int, initial_epoch: int, history: list[Row],
+) -> tuple[list[Row], str, str | None]:
+    stat = "accuracy" if spec.is_classification else "mae"
+    recorder = _Recorder(
+        on_epoch=on_epoch, score_val=epoch_scorer(splits, spec), x_val=splits.x_val, stat=stat,
+        stat_scale=1.0 if spec.is_classification else splits.y_std, history=history,
+    )
+    model.compile(optimizer=model.optimizer, loss=spec.loss, metrics=[stat],
+                  weighted_metrics=[_data_loss_metric(spec)])
+    y = splits.y_train.astype(np.float32)
+    if spec.units == 1:
+        y = y.reshape(-1, 1)  # the data-loss metric, unlike the loss, does not reshape targets
     model.fit(
-        splits.x_train, splits.y_train.astype(np.float32), sample_weight=sample_weight,
-        validation_data=(splits.x_val, splits.y_val.astype(np.float32)),
+        splits.x_train, y, sample_weight=sample_weight,
         epochs=epochs, initial_epoch=initial_epoch, batch_size=batch_size, shuffle=True,
         callbacks=[recorder, *callbacks.callbacks], verbose=0,
     )
     if recorder.diverged:
-        return recorder.rows, "diverged", _notify_divergence(recorder.rows, len(recorder.rows))
+        return recorder.rows, "diverged", _divergence_message(len(recorder.rows))
     return recorder.rows, "ok", None
+
+
+# --- the entry point --------------------------------------------------------------------
+
+
+def row_weights(
+    splits: Splits, *, sample_weight: np.ndarray | None = None,
+    class_weight: Mapping[int, float] | None = None,
+) -> np.ndarray:
+    """One weight per training row: ``sample_weight`` times the weight of the row's class.
+
+    Raises:
+        ValueError: class weights on a regression task, or a weight vector of the wrong length.
+    """
+    n = len(splits.y_train)
+    weights = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if weights.shape != (n,):
+        raise ValueError(f"sample_weight needs one weight per training row ({n}), got shape {weights.shape}")
+    if class_weight:
+        if splits.task == "regression":
+            raise ValueError("class_weight applies to classification only; pass sample_weight instead")
+        per_class = np.ones(max(splits.n_classes, 2))
+        for code, value in class_weight.items():
+            per_class[int(code)] = float(value)
+        weights = weights * per_class[splits.y_train.astype(np.int64)]
+    return weights
 
 
 def train(
@@ -273,11 +405,12 @@ def train(
     batch_size: int,
     callbacks: list[keras.callbacks.Callback],
     loop: str = "auto",
-    sample_weight: Optional[np.ndarray] = None,
-    on_epoch: Optional[Callable[[int, dict[str, float]], None]] = None,
+    sample_weight: np.ndarray | None = None,
+    class_weight: Mapping[int, float] | None = None,
+    on_epoch: EpochHook | None = None,
     seed: int = 0,
     initial_epoch: int = 0,
-    history: Optional[list[dict[str, float]]] = None,
+    history: list[Row] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``splits`` and return its history and status.
 
@@ -286,11 +419,14 @@ def train(
         splits: in-memory train / validation arrays.
         spec: the task's loss and metrics.
         optimizer: a fresh Keras optimizer.
-        epochs: the most epochs to run.
+        epochs: the most epochs to run (counting any already done).
         batch_size: rows per gradient step.
-        callbacks: Keras callbacks; EarlyStopping and ReduceLROnPlateau work in both loops.
+        callbacks: Keras callbacks; EarlyStopping, ReduceLROnPlateau and TensorBoard work in
+            both loops.
         loop: ``fast``, ``fit`` or ``auto`` (fast for in-memory arrays). Defaults to "auto".
-        sample_weight: one weight per training row (class weights folded in). Defaults to ones.
+        sample_weight: one weight per training row. Defaults to ones.
+        class_weight: a weight per class code, multiplied into the row weights; classes
+            not named keep weight 1. Defaults to None.
         on_epoch: called after each epoch with its 1-based number and history row.
         seed: shuffling seed. Defaults to 0.
         initial_epoch: epochs already done (resuming); training continues from there.
@@ -300,27 +436,24 @@ def train(
     Returns:
         A :class:`FitResult`; ``status`` is ``ok``, ``diverged`` or ``interrupted``.
     """
-    chosen = "fast" if loop in ("auto", "fast") else "fit"
-    model.compile(optimizer=optimizer, loss=spec.loss)
-    weights = np.ones(len(splits.y_train)) if sample_weight is None else np.asarray(sample_weight)
+    if loop not in ("auto", "fast", "fit"):
+        raise ValueError(f"loop={loop!r} is not one of: auto, fast, fit")
+    chosen = "fit" if loop == "fit" else "fast"
+    weights = row_weights(splits, sample_weight=sample_weight, class_weight=class_weight)
+    model.compile(optimizer=optimizer, loss=spec.loss)  # wraps the optimizer for mixed precision
+    _watch_direction(callbacks)
     cb_list = keras.callbacks.CallbackList(callbacks, model=model)
+    rows: list[Row] = list(history or [])  # the loops append to it, so Ctrl-C keeps what ran
+    record = on_epoch or (lambda epoch, row: None)
     run = _fast_loop if chosen == "fast" else _fit_loop
-    done = list(history or [])
-    sink: list[dict[str, float]] = list(done)
-
-    def record(epoch: int, row: dict[str, float]) -> None:
-        sink.append(row)
-        if on_epoch is not None:
-            on_epoch(epoch, row)
-
     start = time.perf_counter()
     try:
         rows, status, message = run(
             model, splits, spec, epochs=epochs, batch_size=batch_size, sample_weight=weights,
-            callbacks=cb_list, on_epoch=record, seed=seed, initial_epoch=initial_epoch, history=done,
+            callbacks=cb_list, on_epoch=record, seed=seed, initial_epoch=initial_epoch, history=rows,
         )
     except KeyboardInterrupt:
-        rows, status, message = list(sink), "interrupted", "stopped by the user (Ctrl-C or SIGTERM)"
+        status, message = "interrupted", "stopped by the user (Ctrl-C or SIGTERM)"
     seconds = time.perf_counter() - start
     stopped_early = status == "ok" and len(rows) < epochs
     return FitResult(rows, status, chosen, seconds, stopped_early, message)
