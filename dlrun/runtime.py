@@ -5,6 +5,7 @@ Call :func:`setup` once per job, before any model is built.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 
@@ -21,16 +22,30 @@ def _quiet_tensorflow() -> None:
 def setup(trainer: TrainerConfig, *, seed: int) -> str:
     """Configure TensorFlow for this job and return the device it will use (``cpu``/``gpu``).
 
+    ``device=auto`` takes a GPU when TensorFlow sees one; GPUs grow their memory as needed
+    instead of taking it all; mixed precision (float16 compute, float32 weights and loss)
+    applies only on a GPU; the seed goes to Python, NumPy and TensorFlow at once.
+
+    Args:
+        trainer: the trainer config (device, precision, threads, determinism).
+        seed: the run's root seed.
+
     Raises:
-        ConfigError: ``trainer.device=gpu`` on a machine without a visible GPU.
+        ConfigError: ``trainer.device=gpu`` on a machine without a visible GPU, or
+            ``trainer.tensorboard=true`` without the tensorboard package.
     """
+    if trainer.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("trainer.tensorboard=true needs the tensorboard package: pip install tensorboard")
     _quiet_tensorflow()
     import keras
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if trainer.device == "gpu" and not gpus:
-        raise ConfigError("trainer.device=gpu but TensorFlow sees no GPU on this machine; use trainer.device=auto or cpu")
+        raise ConfigError(
+            "trainer.device=gpu but TensorFlow sees no GPU on this machine; use trainer.device=auto "
+            "or cpu (on a CUDA machine, install with: make install TF_EXTRA=gpu)"
+        )
     if trainer.device == "cpu" and gpus:
         tf.config.set_visible_devices([], "GPU")
         gpus = []
@@ -57,6 +72,8 @@ def setup(trainer: TrainerConfig, *, seed: int) -> str:
     keras.utils.set_random_seed(seed)
     if trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
+    log.debug("training on %s (%d GPU visible), precision %s", device, len(gpus),
+              keras.mixed_precision.global_policy().name)
     return device
 
 
