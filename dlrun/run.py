@@ -7,6 +7,8 @@ objects once, then passes plain values down.
 from __future__ import annotations
 
 import logging
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -147,6 +149,40 @@ def _split_plan(cfg: Config, table: Table) -> list[tuple[np.ndarray, np.ndarray,
     return [(dev[tr], dev[va], test) for tr, va in folds]
 
 
+@contextmanager
+def _claim(run_dir: Path):
+    """Hold ``<run>/.dlrun.lock`` while the job runs: two live processes never share a folder."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / ".dlrun.lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        holder = lock.read_text().strip()
+        if holder.isdigit() and int(holder) != os.getpid() and _alive(int(holder)):
+            raise ConfigError(
+                f"another dlrun process (pid {holder}) is writing into {run_dir}; give each run its "
+                "own hydra.run.dir"
+            ) from None
+        lock.unlink(missing_ok=True)  # left behind by a process that was killed
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_job(cfg_node: DictConfig, run_dir: Path, *, overrides: Optional[list[str]] = None) -> float:
     """Run one configured experiment and write its run folder.
 
@@ -159,11 +195,16 @@ def run_job(cfg_node: DictConfig, run_dir: Path, *, overrides: Optional[list[str
         The validation headline metric (the objective sweepers optimise); NaN when the
         run diverged or was interrupted.
     """
+    cfg: Config = OmegaConf.to_object(cfg_node)
+    with _claim(run_dir):
+        return _run(cfg, run_dir, overrides=overrides or [])
+
+
+def _run(cfg: Config, run_dir: Path, *, overrides: list[str]) -> float:
     from dlrun import runtime
     from dlrun.progress import epoch_progress
     from dlrun.report.run_folder import write_run_folder
 
-    cfg: Config = OmegaConf.to_object(cfg_node)
     table = _load(cfg)  # before TensorFlow starts: bad data answers fast
     resume_fold = _resume_fold(cfg, run_dir) if cfg.trainer.resume else None
     device = runtime.setup(cfg.trainer, seed=cfg.seed)
@@ -185,7 +226,7 @@ def run_job(cfg_node: DictConfig, run_dir: Path, *, overrides: Optional[list[str
             break
     summary = write_run_folder(
         run_dir, cfg=cfg, spec=spec, outcomes=outcomes, device=device,
-        versions=runtime.versions(), overrides=overrides or [], dataset_name=table.name,
+        versions=runtime.versions(), overrides=overrides, dataset_name=table.name,
     )
     if summary.status == "interrupted":
         raise KeyboardInterrupt  # the results so far are written; the CLI exits with 130

@@ -158,6 +158,24 @@ def test_cnn_trains_on_an_image_folder(tmp_path):
     assert m["status"] == "ok" and m["task"] == "multiclass" and m["sizes"]["test"] == 6
 
 
+# ---------------------------------------------------------------- run folders
+
+
+def test_a_run_folder_held_by_a_live_process_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
+    from dlrun.run import _claim
+
+    lock = tmp_path / ".dlrun.lock"
+    lock.write_text(str(os.getppid()))  # our parent: alive, and not us
+    with pytest.raises(ConfigError, match="another dlrun process"), _claim(tmp_path):
+        pass
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    lock.write_text(dead.stdout.strip())
+    with _claim(tmp_path):
+        assert lock.read_text() == str(os.getpid())
+    assert not lock.exists()
+
+
 # ---------------------------------------------------------------- interruption
 
 

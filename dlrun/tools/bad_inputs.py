@@ -118,6 +118,8 @@ CASES: list[Case] = [
     Case("output folder under a file", ("hydra.run.dir={data}/good.csv/run",), "Not a directory"),
     Case("sweep folder under a file", ("-m", "seed=0,1", "hydra.sweep.dir={data}/good.csv/sweep"),
          "Not a directory"),
+    Case("run folder another process writes into", ("hydra.run.dir={data}/busy_run",),
+         "another dlrun process (pid 1) is writing into"),
     Case("resume without a checkpoint", ("trainer.resume=true", "hydra.run.dir={data}/fresh_run"),
          "trainer.resume=true but"),
 ]
@@ -135,6 +137,8 @@ def make_fixtures(root: Path) -> Path:
     (root / "header.csv").write_text("a,b,y\n")
     (root / "binary.csv").write_bytes(bytes(range(128, 256)) * 8)
     (root / "corrupt.weights.h5").write_bytes(b"this is not an HDF5 file")
+    (root / "busy_run").mkdir(exist_ok=True)
+    (root / "busy_run" / ".dlrun.lock").write_text("1")  # pid 1 is always alive
     (root / "images_empty").mkdir(exist_ok=True)
     flat = root / "images_flat"
     flat.mkdir(exist_ok=True)
