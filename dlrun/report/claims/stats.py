@@ -1,0 +1,154 @@
+"""What the course-1 claim checks share: per-run extras, seed-paired differences, verdicts.
+
+Runs of one sweep that share a seed share the data split and the initial weights, so a
+difference between two settings is measured seed by seed (paired) and summarised by
+its mean and a 95% Student-t interval over seeds: with 3 seeds that interval is wide,
+and the reports say so rather than hide it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from dlrun.report.files import read_json
+
+# Splits whose headline metric, fit metric and loss are read from each run's metrics.json.
+_SPLITS = ("train", "val")
+
+
+def finished(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that ended with status ``ok``."""
+    return runs[runs["status"] == "ok"].copy() if "status" in runs else runs.copy()
+
+
+def add_split_metrics(runs: pd.DataFrame) -> pd.DataFrame:
+    """Add ``{train,val}_{head,loss}`` and ``n_val`` columns from each run's ``metrics.json``.
+
+    The runs table carries the headline only for validation and test; the capacity and
+    regularization checks also want the training headline, both losses and the size of
+    the validation split. Runs whose
+    folder is gone keep NaN.
+    """
+    runs = runs.copy()
+    extra: dict[str, list[float]] = {f"{s}_{k}": [] for s in _SPLITS for k in ("head", "loss")}
+    extra["n_val"] = []
+    for _, row in runs.iterrows():
+        metrics = _read_metrics(row.get("run_dir"))
+        head = row.get("headline") or metrics.get("headline")
+        for split in _SPLITS:
+            values = metrics.get(split) or {}
+            extra[f"{split}_head"].append(_float(values.get(head)))
+            extra[f"{split}_loss"].append(_float(values.get("loss")))
+        extra["n_val"].append(_float((metrics.get("sizes") or {}).get("val")))
+    for col, values in extra.items():
+        if col not in runs:
+            runs[col] = values
+    return runs
+
+
+def _read_metrics(run_dir: Optional[str]) -> dict:
+    if not isinstance(run_dir, str) or not (Path(run_dir) / "metrics.json").is_file():
+        return {}
+    try:
+        return read_json(Path(run_dir) / "metrics.json")
+    except (OSError, ValueError):
+        return {}
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean over seeds and the half-width of its 95% interval (NaN with one seed)."""
+
+    mean: float
+    half: float
+    n: int
+
+    @property
+    def below_zero(self) -> bool:
+        """The whole interval is below zero: a decrease larger than the seed noise."""
+        return bool(np.isfinite(self.half) and self.mean + self.half < 0)
+
+    @property
+    def above_zero(self) -> bool:
+        return bool(np.isfinite(self.half) and self.mean - self.half > 0)
+
+    def text(self, digits: int = 4) -> str:
+        if not np.isfinite(self.mean):
+            return "–"
+        if not np.isfinite(self.half):
+            return f"{self.mean:+.{digits}f}"
+        return f"{self.mean:+.{digits}f} ± {self.half:.{digits}f}"
+
+
+def interval(values) -> Interval:
+    """Mean and 95% Student-t half-width of ``values`` (NaNs dropped)."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return Interval(math.nan, math.nan, 0)
+    if len(v) == 1:
+        return Interval(float(v[0]), math.nan, 1)
+    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return Interval(float(v.mean()), half, len(v))
+
+
+def paired(runs: pd.DataFrame, *, key: str, value: str, baseline: str, column: str) -> Interval:
+    """``column`` of ``key=value`` minus that of ``key=baseline``, seed by seed.
+
+    Args:
+        runs: finished runs with a ``seed`` column.
+        key: the ``cfg.*`` column that tells the settings apart.
+        value: the setting measured.
+        baseline: the setting it is measured against.
+        column: the metric column.
+
+    Returns:
+        The interval of the per-seed differences, over the seeds both settings ran.
+    """
+    a = runs[runs[key] == value].groupby("seed")[column].mean()
+    b = runs[runs[key] == baseline].groupby("seed")[column].mean()
+    common = a.index.intersection(b.index)
+    return interval((a[common] - b[common]).to_numpy(dtype=float))
+
+
+def verdict_counts(verdicts) -> str:
+    """``overfitting 2/3, good fit 1/3``: every verdict with its share, most common first."""
+    clean = [str(v) for v in verdicts if isinstance(v, str) and v]
+    counts = Counter(clean).most_common()
+    return ", ".join(f"{v} {c}/{len(clean)}" for v, c in counts) or "–"
+
+
+def majority_verdict(verdicts) -> str:
+    """The most common verdict (the first seen on ties), or ``not assessed``."""
+    clean = [str(v) for v in verdicts if isinstance(v, str) and v]
+    return Counter(clean).most_common(1)[0][0] if clean else "not assessed"
+
+
+def overfits(verdict: str) -> bool:
+    return "overfitting" in verdict
+
+
+def underfits(verdict: str) -> bool:
+    return "underfitting" in verdict
+
+
+def mean_std(values) -> str:
+    """``0.9712 ± 0.0101`` over seeds (sample std), or the single value."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return "–"
+    return f"{v.mean():.4f}" if len(v) == 1 else f"{v.mean():.4f} ± {v.std(ddof=1):.4f}"
