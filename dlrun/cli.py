@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException
+from hydra.errors import HydraException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
@@ -93,8 +93,10 @@ def one_line(err: BaseException) -> str:
     node: BaseException | None = err
     while node is not None:
         lines = [ln.strip() for ln in str(node).strip().splitlines() if ln.strip()]
-        if lines and "$VALUE" not in lines[0]:
+        if lines and "$VALUE" not in lines[0] and lines[0] != "None":
             msg = lines[0]
+            if isinstance(node, OverrideParseException) and getattr(node, "override", None):
+                msg = f"cannot parse the override {node.override!r}: {msg} (values are data, never code)"
             if msg.startswith("In '") and "': " in msg:
                 msg = msg.split("': ", 1)[1]
             if any("Available options" in ln for ln in lines):

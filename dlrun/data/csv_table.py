@@ -53,6 +53,12 @@ def _check_missing(frame: pd.DataFrame, path: Path) -> None:
         raise DataError(
             f"{path} has missing values in {cols}; fill or drop them before training"
         )
+    numeric = frame.select_dtypes("number")
+    infinite = numeric.columns[~np.isfinite(numeric.to_numpy(dtype=float)).all(axis=0)]
+    if len(infinite):
+        raise DataError(
+            f"{path} has infinite values in {', '.join(map(str, infinite))}; replace them before training"
+        )
 
 
 def _encode_target(y: pd.Series, task: str, path: Path, target: str) -> tuple[np.ndarray, list[str]]:

@@ -80,6 +80,10 @@ CASES: list[Case] = [
     Case("gpu without a gpu", ("trainer.device=gpu",), "sees no GPU", needs_no_gpu=True),
     Case("negative checkpoint interval", ("trainer.checkpoint_every=-1",), "trainer.checkpoint_every must be"),
     Case("cnn on a table", ("model=cnn",), "model=cnn needs image data"),
+    Case("code in a config value", ("optimizer.name=__import__('os').getcwd()",),
+         "cannot parse the override"),
+    Case("quoted code in a config value", ("optimizer.name='__import__(\"os\").getcwd()'",),
+         "optimizer='__import__(\"os\").getcwd()' is not one of"),
     # csv data
     Case("csv without a path", _csv("dataset.target=y"), "dataset.path"),
     Case("csv path that does not exist", _csv("dataset.path={data}/nope.csv", "dataset.target=y"),
@@ -88,6 +92,8 @@ CASES: list[Case] = [
          "has missing values in a (1)"),
     Case("csv without the label column", _csv("dataset.path={data}/good.csv", "dataset.target=label"),
          "dataset.target='label' is not a column"),
+    Case("csv with infinite values", _csv("dataset.path={data}/infinite.csv", "dataset.target=y"),
+         "has infinite values in b"),
     Case("csv with one class", _csv("dataset.path={data}/one_class.csv", "dataset.target=y"),
          "has a single class"),
     Case("empty csv", _csv("dataset.path={data}/empty.csv", "dataset.target=y"), "is empty"),
@@ -132,6 +138,7 @@ def make_fixtures(root: Path) -> Path:
     rows = "\n".join(f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(40))
     (root / "good.csv").write_text("a,b,y\n" + rows + "\n")
     (root / "missing.csv").write_text("a,b,y\n1,2,0\n,3,1\n" + rows + "\n")
+    (root / "infinite.csv").write_text("a,b,y\n1,inf,0\n" + rows + "\n")
     (root / "one_class.csv").write_text("a,b,y\n" + "\n".join(f"{i},{i},0" for i in range(30)) + "\n")
     (root / "empty.csv").write_text("")
     (root / "header.csv").write_text("a,b,y\n")
