@@ -56,6 +56,9 @@ def write_summary(
     ]
     if metrics.get("message"):
         lines += ["", f"> {metrics['message']}"]
+    if status == "interrupted" and (Path(run_dir) / "checkpoint").is_dir():
+        lines += ["", "To continue from the last checkpoint, run the same command with "
+                  f"`trainer.resume=true hydra.run.dir={Path(run_dir).resolve()}`."]
     lines += [
         "",
         f"**Headline:** test {spec.headline} {_num(head)} against {_num(base)} for the dumb baseline "
