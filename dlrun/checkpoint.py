@@ -18,7 +18,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import keras
 import numpy as np
@@ -125,7 +125,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def __init__(
         self, path: Path, *, every: int = 1, fold: int = 0,
-        history: Optional[list[dict[str, float]]] = None, fingerprint: str = "",
+        history: list[dict[str, float]] | None = None, fingerprint: str = "",
     ):
         super().__init__()
         self.path, self.every, self.fold = Path(path), every, fold

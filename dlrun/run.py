@@ -11,14 +11,19 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from dlrun.config import Config
 from dlrun.data import load_table
-from dlrun.data.split import check_class_counts, fold_indices, holdout_indices, make_splits, subsample
+from dlrun.data.split import (
+    check_class_counts,
+    fold_indices,
+    holdout_indices,
+    make_splits,
+    subsample,
+)
 from dlrun.data.table import Splits, Table
 from dlrun.errors import ConfigError
 from dlrun.task import TaskSpec, task_spec
@@ -30,13 +35,13 @@ log = logging.getLogger(__name__)
 class FoldOutcome:
     """Everything one training (one holdout split or one fold) produced."""
 
-    fit: "object"  # dlrun.train.FitResult
+    fit: object  # dlrun.train.FitResult
     metrics: dict[str, dict[str, float]]
     baseline: dict[str, float]
     test_pred: np.ndarray
     splits: Splits
     params: int
-    model: "object"
+    model: object
 
 
 def _callbacks(cfg: Config, run_dir: Path) -> list:
@@ -183,7 +188,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def run_job(cfg_node: DictConfig, run_dir: Path, *, overrides: Optional[list[str]] = None) -> float:
+def run_job(cfg_node: DictConfig, run_dir: Path, *, overrides: list[str] | None = None) -> float:
     """Run one configured experiment and write its run folder.
 
     Args:
@@ -210,7 +215,7 @@ def _run(cfg: Config, run_dir: Path, *, overrides: list[str]) -> float:
     device = runtime.setup(cfg.trainer, seed=cfg.seed)
     plan = _split_plan(cfg, table)
     outcomes: list[FoldOutcome] = []
-    spec: Optional[TaskSpec] = None
+    spec: TaskSpec | None = None
     for i, (train, val, test) in enumerate(plan):
         splits = make_splits(table, train, val, test, scaling=cfg.dataset.scaling)
         spec = spec or task_spec(table.task, splits.n_classes, splits.y_train)
