@@ -105,9 +105,9 @@ def measure(n_jobs: int = 8) -> list[str]:
         f"{exact}/{len(basic)} bit for bit (largest difference {max(diffs):.1e}); {ok}/{n_jobs} "
         "joblib jobs ok.",
         "",
-        "The weights trained are the same; a last-digit difference, where there is one, comes from "
-        "TensorFlow summing a large evaluation batch in another order with one thread per job "
-        "(joblib) than with the default pool (basic).",
+        "A difference in the last digits, where there is one, is float32 rounding: with one thread "
+        "per job (joblib) TensorFlow sums a large evaluation batch in another order than with its "
+        "default pool (basic).",
     ]
 
 
