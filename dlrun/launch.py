@@ -67,5 +67,6 @@ def size_thread_pools(cfg: Any) -> None:
     launcher = HydraConfig.get().get("launcher")
     threads = job_threads(int(cfg.trainer.threads), launcher)
     if threads != cfg.trainer.threads:
-        log.debug("trainer.threads=%d for this job (launcher %s)", threads, launcher.get("_target_"))
+        name = str(launcher.get("_target_", "")).rsplit(".", 1)[-1]
+        log.info("TensorFlow threads: %d for this job (trainer.threads=0 under %s)", threads, name)
         cfg.trainer.threads = threads

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dlrun.launch import job_threads, parallel_jobs
+from dlrun.launch import cpu_count, job_threads, parallel_jobs
 from tests.conftest import compose_config
 
 JOBLIB = {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": -1}
@@ -67,10 +67,10 @@ def _metrics(sweep: Path) -> dict[str, dict]:
 @pytest.mark.slow
 def test_joblib_sweep_runs_four_jobs_and_survives_failing_ones(dlrun_cli, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = dlrun_cli(["-m", "hydra/launcher=joblib", f"hydra.sweep.dir={sweep}", *TINY_SWEEP,
+    proc = dlrun_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", *TINY_SWEEP,
                       "optimizer=sgd,adam", "optimizer.lr=0.01,0.1,-1", "seed=0"])
     assert proc.returncode == 1, proc.stderr  # exit 1: some jobs failed
-    assert "Joblib.Parallel(n_jobs=-1" in proc.stdout + proc.stderr
+    assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
     metrics = _metrics(sweep)
     assert len(metrics) == 6
     failed = sorted(k for k, m in metrics.items() if m["status"] == "failed")
@@ -84,6 +84,10 @@ def test_joblib_sweep_runs_four_jobs_and_survives_failing_ones(dlrun_cli, tmp_pa
     study = (sweep / "study.md").read_text()
     assert "## Jobs that did not finish" in study and "optimizer.lr must be positive" in study
     assert "## Best optimizer.lr per optimizer" in study
+    # Two jobs at once: each job's TensorFlow got half the cores (trainer.threads=0).
+    share = max(1, cpu_count() // 2)
+    ok_dirs = [d for d in sweep.iterdir() if (d / "history.csv").is_file()]
+    assert all(f"TensorFlow threads: {share} for this job" in (d / "run.log").read_text() for d in ok_dirs)
 
 
 @pytest.mark.slow
