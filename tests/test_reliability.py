@@ -107,6 +107,20 @@ def test_a_keras_file_with_a_lambda_layer_is_refused_by_safe_mode(tmp_path):
         load_weights(keras.Model(inputs, inputs), str(tmp_path / "unsafe.keras"))
 
 
+@pytest.mark.slow
+def test_a_run_can_start_from_a_saved_model(tmp_path):
+    from dlrun.run import run_job
+
+    base = ["dataset.max_rows=200", *TINY]
+    run_job(compose_config([*base, "trainer.epochs=3", "trainer.save_model=true"]), tmp_path / "first")
+    saved = tmp_path / "first" / "model.keras"
+    run_job(compose_config([*base, "trainer.epochs=1", f"model.weights={saved}"]), tmp_path / "second")
+    first = pd.read_csv(tmp_path / "first" / "history.csv")
+    second = pd.read_csv(tmp_path / "second" / "history.csv")
+    # Starting from trained weights, the first epoch is already better than the first run's last.
+    assert second["loss"].iloc[0] < first["loss"].iloc[-1] < first["loss"].iloc[0]
+
+
 # ---------------------------------------------------------------- image folders
 
 
