@@ -37,3 +37,24 @@ def test_installed_layout_finds_configs_and_presets(tmp_path):
     presets = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))
     line = next(ln for ln in result.stdout.splitlines() if ln.startswith("experiment:"))
     assert [s.strip() for s in line.split(":", 1)[1].split(",")] == presets
+
+
+def test_search_path_plugin_only_touches_dlrun_apps(tmp_path):
+    from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
+
+    from dlrun.paths import config_dir
+    from hydra_plugins.dlrun_experiments.experiments_searchpath import (
+        ENTRY,
+        DlrunExperimentsSearchPath,
+    )
+
+    other = ConfigSearchPathImpl()
+    other.append("main", f"file://{tmp_path}")
+    DlrunExperimentsSearchPath().manipulate_search_path(other)
+    assert ENTRY not in [e.path for e in other.get_path()]
+
+    ours = ConfigSearchPathImpl()
+    ours.append("main", f"file://{config_dir()}")
+    DlrunExperimentsSearchPath().manipulate_search_path(ours)
+    DlrunExperimentsSearchPath().manipulate_search_path(ours)
+    assert [e.path for e in ours.get_path()].count(ENTRY) == 1
