@@ -113,12 +113,18 @@ def config_fingerprint(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _resume_fold(cfg: Config, run_dir: Path) -> int:
-    """The fold to resume (its checkpoint is checked against this config)."""
+def _resume_fold(cfg: Config, run_dir: Path) -> int | None:
+    """The fold to resume (its checkpoint is checked against this config).
+
+    ``None`` for a sweep job that never got to write anything: resuming a sweep starts
+    the jobs that had not started yet.
+    """
     from dlrun import checkpoint as ckpt
 
     path = ckpt.checkpoint_path(run_dir)
     if not path.is_file():
+        if _in_sweep() and not (run_dir / "metrics.json").exists():
+            return None
         raise ConfigError(
             f"trainer.resume=true but {path} does not exist; set hydra.run.dir to the folder of the "
             "interrupted run (with trainer.checkpoint_every >= 1 when it ran)"
@@ -130,6 +136,13 @@ def _resume_fold(cfg: Config, run_dir: Path) -> int:
             "dataset, model, reg, optimizer, eval and seed (only trainer.* may change)"
         )
     return state.fold
+
+
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _load(cfg: Config) -> Table:
