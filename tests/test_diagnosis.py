@@ -14,7 +14,7 @@ def history(val_losses: list[float], train_losses: list[float] | None = None) ->
     """Rows as dlrun.train writes them; training loss falls steadily unless given."""
     train_losses = train_losses or [1.0 / (e + 1) for e in range(len(val_losses))]
     return [{"epoch": e + 1, "loss": t, "val_loss": v}
-            for e, (t, v) in enumerate(zip(train_losses, val_losses))]
+            for e, (t, v) in enumerate(zip(train_losses, val_losses, strict=True))]
 
 
 # Validation loss falls to 0.20 at epoch 5, then climbs to 0.40 while training loss falls.

@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from dlrun.report.claims.stats import (
+    Interval,
     add_split_metrics,
     finished,
     majority_verdict,
@@ -67,9 +69,12 @@ def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: M
     lines += [f"Architectures in order of parameter count; ± is the std over seeds. The validation loss "
               "(log-loss) shows overfitting first: an overconfident network's loss climbs while its "
               f"{fit} barely moves. Differences are paired by seed (each seed fixes the split); a "
-              "difference is called real when its 95% Student-t interval over seeds excludes zero."]
+              "difference is called real when its 95% Student-t interval over seeds excludes zero. The "
+              "best of many architectures is picked after the fact and flattered by noise, so read a "
+              "small drop from it as a plateau."]
     try:
-        _plot(table, ok, keys, headline=headline, fit=fit, path=Path(out_dir) / "capacity.png")
+        pick = table.loc[_enough(table, _best_row(table, greater=greater), greater=greater), "params"]
+        _plot(table, ok, keys, headline=headline, fit=fit, pick=float(pick), path=Path(out_dir) / "capacity.png")
         lines += ["", "![train and validation scores against parameter count](capacity.png)"]
     except Exception:  # a plot must not hide the numbers
         log.exception("could not draw capacity.png")
@@ -96,7 +101,55 @@ def _by_capacity(ok: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["params", "group"], kind="stable").reset_index(drop=True)
 
 
-def _best(table: pd.DataFrame, *, greater: bool) -> int:
+@dataclass(frozen=True)
+class Trend:
+    """How one validation measure moves with capacity: smallest -> best -> largest network."""
+
+    column: str  # val_score or val_loss in the runs table
+    label: str
+    best: int  # row of the best architecture in the capacity table
+    rise: Interval  # best minus smallest, paired by seed
+    fall: Interval  # largest minus best, paired by seed
+    rises: bool  # the best beats the smallest beyond seed noise
+    falls: bool  # the largest is worse than the best beyond seed noise
+    best_is_largest: bool
+
+
+def _trend(ok: pd.DataFrame, table: pd.DataFrame, *, column: str, mean_col: str, label: str,
+           greater: bool) -> Trend | None:
+    """Compare the best architecture on ``column`` with the smallest and the largest, by seed."""
+    means = table[mean_col].to_numpy(dtype=float)
+    if not np.isfinite(means).any():
+        return None
+    best, largest = int(np.nanargmax(means) if greater else np.nanargmin(means)), len(table) - 1
+
+    def diff(a: int, b: int) -> Interval:
+        return paired(ok, key=GROUP, value=table.loc[a, "group"], baseline=table.loc[b, "group"], column=column)
+
+    def better(d: Interval) -> bool:  # a is better than b beyond noise (any amount, with one seed)
+        if d.n < 2:
+            return (d.mean > 0) if greater else (d.mean < 0)
+        return d.above_zero if greater else d.below_zero
+
+    rise, fall = diff(best, 0), diff(best, largest)
+    return Trend(column, label, best, rise, Interval(-fall.mean, fall.half, fall.n), better(rise), better(fall),
+                 best == largest)
+
+
+def _trend_line(t: Trend, table: pd.DataFrame, text_col: str) -> str:
+    smallest, largest = 0, len(table) - 1
+    noise = " (one seed: the noise is unknown)" if t.rise.n < 2 else ""
+    line = (f"- **{t.label} against size:** smallest network ({_name(table, smallest)}) "
+            f"{table.loc[smallest, text_col]}; best ({_name(table, t.best)}) {table.loc[t.best, text_col]}; "
+            f"largest ({_name(table, largest)}) {table.loc[largest, text_col]}. Best minus smallest "
+            f"{t.rise.text()}" + (noise or (" (beyond seed noise)" if t.rises else " (within seed noise)")))
+    if t.best_is_largest:
+        return line + "; the best is the largest network tried: widen the range to reach the overfitting side."
+    return line + f"; largest minus best {t.fall.text()}" + (
+        noise or (" (worse, beyond seed noise)." if t.falls else " (a plateau: within seed noise)."))
+
+
+def _best_row(table: pd.DataFrame, *, greater: bool) -> int:
     scores = table["val_head"].to_numpy(dtype=float)
     return int(np.nanargmax(scores) if greater else np.nanargmin(scores))
 
@@ -112,52 +165,38 @@ def _enough(table: pd.DataFrame, best: int, *, greater: bool) -> int:
 
 
 def _findings(ok: pd.DataFrame, table: pd.DataFrame, *, greater: bool, headline: str) -> list[str]:
-    best = _best(table, greater=greater)
-    enough = _enough(table, best, greater=greater)
-    smallest, largest = 0, len(table) - 1
-    t, sign = table, 1 if greater else -1
-
-    def diff(a: int, b: int, column: str = "val_score"):
-        return paired(ok, key=GROUP, value=t.loc[a, "group"], baseline=t.loc[b, "group"], column=column)
-
-    rise = diff(best, smallest)  # best minus smallest: positive (for greater) is a rise
-    fall = diff(largest, best)  # largest minus best: negative (for greater) is a fall
-    rises = (rise.above_zero if greater else rise.below_zero) if rise.n > 1 else sign * rise.mean > 0
-    falls = (fall.below_zero if greater else fall.above_zero) if fall.n > 1 else sign * fall.mean < 0
-    one_seed = " (one seed: the noise is unknown)." if rise.n < 2 else ""
-    if best == largest:
-        large_end = "the best is the largest network tried; widen the range to reach the overfitting side."
-    else:
-        large_end = f"largest minus best = {fall.text()}" + (
-            one_seed or (" (a fall beyond seed noise)." if falls else " (a plateau: within seed noise)."))
-    bullets = [
-        f"- **Validation {headline} against size:** the smallest network ({_name(t, smallest)}) scores "
-        f"{t.loc[smallest, 'val_text']}, the best ({_name(t, best)}) {t.loc[best, 'val_text']}, the "
-        f"largest ({_name(t, largest)}) {t.loc[largest, 'val_text']}.",
-        f"- **Rise with capacity:** best minus smallest = {rise.text()}" + (
-            one_seed or (" (beyond seed noise)." if rises else
-                         " (within seed noise: the small end is already near the top).")),
-        f"- **At the large end:** {large_end}",
+    head = _trend(ok, table, column="val_score", mean_col="val_head", label=f"Validation {headline}",
+                  greater=greater)
+    loss = _trend(ok, table, column="val_loss", mean_col="val_loss", label="Validation loss", greater=False)
+    enough = _enough(table, _best_row(table, greater=greater), greater=greater)
+    bullets = [_trend_line(head, table, "val_text")]
+    if loss is not None:
+        bullets.append(_trend_line(loss, table, "val_loss_text"))
+    bullets += [
         _border_line(table),
-        _loss_line(ok, table, diff),
-        f"- **Start small, add capacity until validation stops improving:** {_name(t, enough)} is the "
+        f"- **Start small, add capacity until validation stops improving:** {_name(table, enough)} is the "
         f"smallest network within one standard error of the best validation {headline}; larger ones "
         "buy nothing measurable here.",
     ]
-    return [_verdict(rises, falls, best == largest), "", *bullets]
+    return [_verdict(head, loss, headline=headline), "", *bullets]
 
 
-def _verdict(rises: bool, falls: bool, best_is_largest: bool) -> str:
-    if rises and not best_is_largest:
-        shape = "then falls" if falls else "then stops rising"
-        return (f"**Supported:** validation score rises with capacity beyond seed noise, {shape} once "
-                "the larger networks overfit.")
-    if rises:
-        return ("**Partly supported:** validation score rises with capacity, but is still best at the "
+def _verdict(head: Trend, loss: Trend | None, *, headline: str) -> str:
+    trends = [t for t in (head, loss) if t is not None]
+    if not any(t.rises for t in trends):
+        tail = "falls for the largest networks" if any(t.falls for t in trends) else "stays flat as they grow"
+        return ("**Not supported as stated:** the smallest network is already within seed noise of the best "
+                f"(on {headline} and on validation loss), and the score {tail}; on this data capacity is not "
+                "what limits the validation score.")
+    if all(t.best_is_largest for t in trends):
+        return ("**Partly supported:** validation improves with capacity, but is still best at the "
                 "largest network tried, so the overfitting side is not reached.")
-    tail = ("and falls for the largest networks" if falls else "and stays flat as the networks grow")
-    return ("**Not supported as stated:** the smallest network is already within seed noise of the "
-            f"best {tail}; on this data capacity is not what limits the validation score.")
+    how = (f"validation {headline} improves with capacity beyond seed noise" if head.rises else
+           f"validation loss improves with capacity beyond seed noise (on {headline} the rise is within seed noise)")
+    worse = [t.label.lower() for t in trends if t.falls and not t.best_is_largest]
+    shape = (f"then gets worse for the largest networks ({' and '.join(worse)}, beyond seed noise)" if worse
+             else "then stops improving")
+    return f"**Supported:** {how}, {shape} as they overfit."
 
 
 def _name(table: pd.DataFrame, i: int) -> str:
@@ -187,19 +226,6 @@ def _border_line(table: pd.DataFrame) -> str:
     return text
 
 
-def _loss_line(ok: pd.DataFrame, table: pd.DataFrame, diff) -> str:
-    losses = table["val_loss"].to_numpy(dtype=float)
-    if not np.isfinite(losses).any():
-        return "- **Validation loss:** not recorded in these runs' metrics.json."
-    low, largest = int(np.nanargmin(losses)), len(table) - 1
-    if low == largest:
-        return "- **Validation loss:** lowest at the largest network tried."
-    d = diff(largest, low, "val_loss")
-    real = d.above_zero if d.n > 1 else d.mean > 0
-    return (f"- **Validation loss:** lowest at {_name(table, low)} ({table.loc[low, 'val_loss_text']}); the "
-            f"largest network's is higher by {d.text()}" + (" (beyond seed noise)." if real else " (within noise)."))
-
-
 def _markdown(table: pd.DataFrame, *, headline: str, fit: str) -> str:
     lines = [
         f"| architecture | params | n | train {fit} | val {fit} | gap | val {headline} | val loss | diagnosis |",
@@ -213,7 +239,7 @@ def _markdown(table: pd.DataFrame, *, headline: str, fit: str) -> str:
     return "\n".join(lines)
 
 
-def _series_key(keys: list[str]) -> Optional[str]:
+def _series_key(keys: list[str]) -> str | None:
     """The key drawn as separate lines (depth), when the sweep has more than one key."""
     if len(keys) < 2:
         return None
@@ -221,7 +247,7 @@ def _series_key(keys: list[str]) -> Optional[str]:
 
 
 def _plot(table: pd.DataFrame, ok: pd.DataFrame, keys: list[str], *, headline: str, fit: str,
-          path: Path) -> Path:
+          pick: float, path: Path) -> Path:
     """Train (dashed) and validation (solid) headline, fit metric and loss against parameters."""
     import matplotlib
 
@@ -244,12 +270,14 @@ def _plot(table: pd.DataFrame, ok: pd.DataFrame, keys: list[str], *, headline: s
             ax.plot(part["params"], part[train_col], "--", color=c, marker=".", label=f"{tag}train")
             ax.errorbar(part["params"], part[val_col], yerr=part[std_col], color=c, marker="o",
                         capsize=3, label=f"{tag}validation")
+        ax.axvline(pick, color="grey", linestyle=":", linewidth=1)
         ax.set_xscale("log")
         ax.set_xlabel("parameters (log scale)")
         ax.set_title(name)
         ax.grid(alpha=0.3)
     axes[2].set_yscale("log")
     axes[0].legend(fontsize=7)
-    fig.suptitle("capacity: train (dashed) against validation (solid, ± std over seeds)")
+    fig.suptitle("capacity: train (dashed) against validation (solid, ± std over seeds); "
+                 "dotted: the smallest network within one standard error of the best")
     fig.tight_layout()
     return save_figure(path, fig)

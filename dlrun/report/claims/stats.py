@@ -12,7 +12,6 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -54,7 +53,7 @@ def add_split_metrics(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def _read_metrics(run_dir: Optional[str]) -> dict:
+def _read_metrics(run_dir: str | None) -> dict:
     if not isinstance(run_dir, str) or not (Path(run_dir) / "metrics.json").is_file():
         return {}
     try:
