@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Optional
 
 from dlrun.config import DiagnosisConfig
 
@@ -57,10 +56,10 @@ class Diagnosis:
     train_score: float
     val_score: float
     gap: float
-    best_epoch: Optional[int] = None  # epoch of the lowest validation loss (1-based)
-    val_loss_rise_epoch: Optional[int] = None  # the minimum after which validation loss rose
-    avoidable_bias: Optional[float] = None  # reachable score minus train score (with bayes_error)
-    gap_noise: Optional[float] = None  # the smallest gap that is not sampling noise
+    best_epoch: int | None = None  # epoch of the lowest validation loss (1-based)
+    val_loss_rise_epoch: int | None = None  # the minimum after which validation loss rose
+    avoidable_bias: float | None = None  # reachable score minus train score (with bayes_error)
+    gap_noise: float | None = None  # the smallest gap that is not sampling noise
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -72,13 +71,13 @@ def _val_losses(history: list[dict[str, float]]) -> list[tuple[int, float]]:
     return [(e, v) for e, v in pairs if math.isfinite(v)]
 
 
-def best_epoch(history: list[dict[str, float]]) -> Optional[int]:
+def best_epoch(history: list[dict[str, float]]) -> int | None:
     """The 1-based epoch with the lowest finite validation loss (the first, on ties), or None."""
     losses = _val_losses(history)
     return min(losses, key=lambda ev: (ev[1], ev[0]))[0] if losses else None
 
 
-def loss_rise_epoch(history: list[dict[str, float]]) -> Optional[int]:
+def loss_rise_epoch(history: list[dict[str, float]]) -> int | None:
     """The epoch after which validation loss rose for good, or None if it did not.
 
     Validation loss "rose" when its minimum came at least 3 epochs before the end and
@@ -102,7 +101,7 @@ def loss_rise_epoch(history: list[dict[str, float]]) -> Optional[int]:
     return best if sum(tail) / len(tail) > v_min * (1 + _LOSS_RISE) + 1e-12 else None
 
 
-def gap_noise(val_score: float, n_val: Optional[int], fit_metric: str) -> Optional[float]:
+def gap_noise(val_score: float, n_val: int | None, fit_metric: str) -> float | None:
     """Two standard errors of a validation accuracy measured on ``n_val`` rows.
 
     Returns None where no binomial error applies (no row count, or a metric that is not
@@ -138,7 +137,7 @@ def diagnose(
     fit_metric: str,
     cfg: DiagnosisConfig,
     restored_best: bool = False,
-    n_val: Optional[int] = None,
+    n_val: int | None = None,
 ) -> Diagnosis:
     """Name the fit of a trained model and give the evidence and remedies.
 
@@ -201,7 +200,7 @@ def diagnose(
 
 
 def _gap_line(fit_metric: str, train: float, val: float, gap: float, threshold: float,
-              noise: Optional[float], n_val: Optional[int]) -> str:
+              noise: float | None, n_val: int | None) -> str:
     line = (f"train {fit_metric} {train:.3f} vs validation {val:.3f}: gap {gap:+.3f} "
             f"(threshold {threshold:.3f}")
     if noise is not None:
