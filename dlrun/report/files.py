@@ -16,10 +16,14 @@ from typing import IO, Any
 import pandas as pd
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+# Read once at import: os.umask is process-wide, so flipping it per write could race threads.
+_UMASK = _read_umask()
 
 
 def _atomic(path: Path, write: Callable[[IO], None], *, mode: str = "w") -> Path:
@@ -27,7 +31,7 @@ def _atomic(path: Path, write: Callable[[IO], None], *, mode: str = "w") -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     # mkstemp creates 0600; give the file the permissions a plain open() would.
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             write(handle)
