@@ -24,8 +24,9 @@ from pathlib import Path
 
 LAUNCHERS = ("basic", "joblib")
 TOLERANCE = 1e-6  # float32 rounding of a differently-threaded evaluation pass
-# One job: an MLP on digits for EPOCHS epochs (a few seconds, so launching overhead is not all we time).
-EPOCHS = 40
+# One job: an MLP on digits for EPOCHS epochs: long enough (several seconds) that the sweep, not
+# the one-off start-up of each worker process (importing TensorFlow), is what gets timed.
+EPOCHS = 80
 SWEEP = ["dataset=digits", "model=mlp", "optimizer=adam", f"trainer.epochs={EPOCHS}", "trainer.progress=none"]
 
 
