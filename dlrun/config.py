@@ -115,7 +115,7 @@ class TrainerConfig:
     tensorboard: bool = False
     reduce_lr_on_plateau: bool = False
     resume: bool = False  # continue from the last epoch checkpoint in the run folder
-    checkpoint_every: int = 1  # epochs between resumable checkpoints; 0 turns them off
+    checkpoint_every: int = 10  # epochs between resumable checkpoints (each costs a save); 0: off
 
 
 @dataclass
