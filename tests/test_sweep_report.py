@@ -171,29 +171,39 @@ def _claim_text(sweep: Path) -> str:
     return (sweep / "study.md").read_text().split("## Claims", 1)[1]
 
 
-def _optimizer_sweep(root: Path, grid: dict[str, dict[float, list[float]]], seconds: dict[str, float]) -> Path:
+def _optimizer_sweep(root: Path, grid: dict[str, dict[float, list[float]]], seconds: dict[str, tuple]) -> Path:
+    """Two seeds per (optimizer, lr); ``seconds[name][seed]`` is each epoch's duration."""
     n = 0
     for name, by_lr in grid.items():
         for lr, curve in by_lr.items():
             for seed in (0, 1):
-                make_run(root / str(n), val=curve, seconds=[seconds[name]] * len(curve),
+                make_run(root / str(n), val=curve, seconds=[seconds[name][seed]] * len(curve),
                          overrides={"optimizer": name, "optimizer.lr": f"{lr:g}", "seed": str(seed)})
                 n += 1
     return root
 
 
+GOOD = {"sgd": {1e-3: [0.1, 0.2], 1e-2: [0.5, 0.9]}, "adam": {1e-3: [0.95, 1.0], 1e-2: [0.8, 0.9]}}
+
+
 def test_optimizer_claims_follow_the_numbers(tmp_path):
     assert opt_claims.usual_lr("adam") == pytest.approx(1e-3)
     assert opt_claims.usual_lr("sgd") == pytest.approx(1e-2)
-    good = {"sgd": {1e-3: [0.1, 0.2], 1e-2: [0.5, 0.9]}, "adam": {1e-3: [0.95, 1.0], 1e-2: [0.8, 0.9]}}
-    text = _claim_text(_optimizer_sweep(tmp_path / "a", good, {"sgd": 1.0, "adam": 1.0}))
+    text = _claim_text(_optimizer_sweep(tmp_path / "a", GOOD, {"sgd": (1.0, 1.0), "adam": (1.0, 1.0)}))
     assert text.count("**Supported**") == 2
     assert "| adam (adaptive) | 0.001 | 2/2 | 1.0 | 1.00 ± 0.00 |" in text
 
     # SGD fast and steady, Adam slow and fragile: both claims must fail.
     bad = {"sgd": {1e-3: [0.95, 1.0], 1e-2: [0.95, 1.0]}, "adam": {1e-3: [0.1, 0.92], 1e-2: [0.1, 0.2]}}
-    text = _claim_text(_optimizer_sweep(tmp_path / "b", bad, {"sgd": 1.0, "adam": 3.0}))
+    text = _claim_text(_optimizer_sweep(tmp_path / "b", bad, {"sgd": (1.0, 1.0), "adam": (3.0, 3.0)}))
     assert text.count("**Not supported**") == 2 and "**Supported**" not in text
+
+
+def test_a_time_difference_within_seed_noise_is_inconclusive(tmp_path):
+    # adam reaches the target in 1 epoch of 1.0 s or 2.6 s (mean 1.8 ± 1.13), sgd in 2 x 1.0 s.
+    text = _claim_text(_optimizer_sweep(tmp_path, GOOD, {"sgd": (1.0, 1.0), "adam": (1.0, 2.6)}))
+    time_claim = text.split("### 2.")[0]
+    assert "**Inconclusive (within seed noise)**" in time_claim and "margin of 0.20 s" in time_claim
 
 
 def test_optimizer_claims_say_when_they_cannot_check(sweep):
