@@ -191,7 +191,7 @@ def test_optimizer_claims_follow_the_numbers(tmp_path):
     assert opt_claims.usual_lr("sgd") == pytest.approx(1e-2)
     text = _claim_text(_optimizer_sweep(tmp_path / "a", GOOD, {"sgd": (1.0, 1.0), "adam": (1.0, 1.0)}))
     assert text.count("**Supported**") == 2
-    assert "| adam (adaptive) | 0.001 | 2/2 | 1.0 | 1.00 ± 0.00 |" in text
+    assert "| adam (adaptive) | 0.001 | 2/2 | 1.0 | 1.000 ± 0.000 |" in text
 
     # SGD fast and steady, Adam slow and fragile: both claims must fail.
     bad = {"sgd": {1e-3: [0.95, 1.0], 1e-2: [0.95, 1.0]}, "adam": {1e-3: [0.1, 0.92], 1e-2: [0.1, 0.2]}}
@@ -203,7 +203,7 @@ def test_a_time_difference_within_seed_noise_is_inconclusive(tmp_path):
     # adam reaches the target in 1 epoch of 1.0 s or 2.6 s (mean 1.8 ± 1.13), sgd in 2 x 1.0 s.
     text = _claim_text(_optimizer_sweep(tmp_path, GOOD, {"sgd": (1.0, 1.0), "adam": (1.0, 2.6)}))
     time_claim = text.split("### 2.")[0]
-    assert "**Inconclusive (within seed noise)**" in time_claim and "margin of 0.20 s" in time_claim
+    assert "**Inconclusive (within seed noise)**" in time_claim and "margin of 0.200 s" in time_claim
 
 
 def test_optimizer_claims_say_when_they_cannot_check(sweep):

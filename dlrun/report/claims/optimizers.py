@@ -80,7 +80,7 @@ def _check_time(runs: pd.DataFrame) -> list[str]:
     lines += ["| optimizer | usual lr | seeds at target | epochs to target | seconds to target |",
               "|---|---|---|---|---|"]
     for _, r in table.iterrows():
-        seconds = _fmt(r["seconds"]) + (f" ± {r['seconds_std']:.2f}" if np.isfinite(r["seconds_std"]) else "")
+        seconds = _fmt(r["seconds"], ".3f") + (f" ± {r['seconds_std']:.3f}" if np.isfinite(r["seconds_std"]) else "")
         lines.append(f"| {r['optimizer']}{' (adaptive)' if r['adaptive'] else ''} | {r['lr']:g} | "
                      f"{r['reached']}/{r['n']} | {_fmt(r['epochs'], '.1f')} | {seconds} |")
     adaptive, sgd = table[table["adaptive"]], table[~table["adaptive"]]
@@ -91,17 +91,17 @@ def _check_time(runs: pd.DataFrame) -> list[str]:
     verdict = _verdict(margin, noise)
     in_epochs = bool(adaptive["epochs"].max() < sgd["epochs"].min())
     lines += ["", f"**{verdict}** by these numbers: the slowest adaptive optimizer "
-              f"({slow['optimizer']}, {_fmt(slow['seconds'])} s) against the fastest of the SGD family "
-              f"({fast['optimizer']}, {_fmt(fast['seconds'])} s): a margin of {_fmt(margin)} s "
+              f"({slow['optimizer']}, {_fmt(slow['seconds'], '.3f')} s) against the fastest of the SGD family "
+              f"({fast['optimizer']}, {_fmt(fast['seconds'], '.3f')} s): a margin of {_fmt(margin, '.3f')} s "
               f"(– : a seed never reached the target), against a seed-to-seed std of up to "
-              f"{noise:.2f} s. Counted in epochs instead of seconds, the adaptive optimizers are "
+              f"{noise:.3f} s. Counted in epochs instead of seconds, the adaptive optimizers are "
               f"{'' if in_epochs else 'not '}all faster ({_fmt(adaptive['epochs'].max(), '.1f')} vs "
               f"{_fmt(sgd['epochs'].min(), '.1f')} epochs)."]
     plain = table[table["optimizer"] == "sgd"]
     if len(plain) and fast["optimizer"] != "sgd":
         plain_verdict = _verdict(plain["seconds"].iloc[0] - slow["seconds"],
                                  np.nanmax([slow["seconds_std"], plain["seconds_std"].iloc[0], 0.0]))
-        lines.append(f"Against plain SGD alone ({_fmt(plain['seconds'].iloc[0])} s): "
+        lines.append(f"Against plain SGD alone ({_fmt(plain['seconds'].iloc[0], '.3f')} s): "
                      f"{plain_verdict.lower()}.")
     return lines
 
