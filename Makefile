@@ -41,6 +41,9 @@ test-fast: $(STAMP)
 check-inputs: $(STAMP)
 	$(BIN)/python -m dlrun.tools.bad_inputs
 
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check dlrun tests hydra_plugins benchmarks
 

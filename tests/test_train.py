@@ -251,3 +251,31 @@ def test_resuming_continues_the_epoch_count():
                   callbacks=[], initial_epoch=2, history=first.history)
     assert [row["epoch"] for row in again.history] == [1, 2, 3, 4]
     assert again.history[:2] == first.history
+
+
+@pytest.mark.slow
+def test_the_epoch_graph_is_traced_once_per_run():
+    from dlrun.train import _EpochRunner
+
+    splits = make_splits()
+    spec = task_spec("binary", 2, splits.y_train)
+    model = build_mlp(splits.input_shape, spec, width=8, depth=1)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=spec.loss)
+    runner = _EpochRunner(model, spec, batch_size=32, n_train=len(splits.y_train))
+    y = splits.y_train.astype(np.float32)
+    for epoch in range(3):  # a new permutation every epoch, as in training
+        perm = np.random.default_rng(epoch).permutation(len(y)).astype(np.int32)
+        runner.run(splits.x_train, y, np.ones_like(y), perm, splits.x_val)
+    assert runner.run.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.slow
+def test_mixed_precision_scales_the_loss_and_still_learns():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model, result, _ = fit(make_splits(noise=0.3), epochs=4)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert result.status == "ok"
+    assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
