@@ -279,3 +279,13 @@ def test_mixed_precision_scales_the_loss_and_still_learns():
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert result.status == "ok"
     assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
+
+
+@pytest.mark.slow
+def test_batch_norm_and_dropout_train_in_training_mode_only():
+    splits = make_splits()
+    model, result, _ = fit(splits, epochs=2, model_args={"batch_norm": True, "dropout": 0.5})
+    moving_mean = model.get_layer("bn_0").moving_mean
+    assert result.status == "ok"
+    assert np.any(keras.ops.convert_to_numpy(moving_mean) != 0.0)  # updated by training steps
+    np.testing.assert_array_equal(predict(model, splits.x_val), predict(model, splits.x_val))
