@@ -63,7 +63,7 @@ optimizers: $(STAMP)
 	rm -rf $(COURSES)/optimizers
 	$(DLRUN) experiment=optimizers hydra.sweep.dir=$(COURSES)/optimizers
 
-reproduce: course1
+reproduce: course1 course3
 
 clean:
 	rm -rf outputs/runs outputs/sweeps multirun
