@@ -71,7 +71,7 @@ class Result:
 
 BREAST_CANCER = Case("breast_cancer MLP 30-128-128-1", "breast_cancer", "standard", "mlp",
                      epochs=100, seeds=(0, 1, 2, 3, 4))
-MNIST_CNN = Case("mnist_5k CNN (2 conv blocks)", "mnist_5k", "none", "cnn", epochs=5, seeds=(0, 1))
+MNIST_CNN = Case("mnist_5k CNN (2 conv blocks)", "mnist_5k", "none", "cnn", epochs=10, seeds=(0, 1))
 
 
 def load_splits(case: Case, seed: int) -> tuple[Splits, TaskSpec]:

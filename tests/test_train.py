@@ -289,3 +289,19 @@ def test_batch_norm_and_dropout_train_in_training_mode_only():
     assert result.status == "ok"
     assert np.any(keras.ops.convert_to_numpy(moving_mean) != 0.0)  # updated by training steps
     np.testing.assert_array_equal(predict(model, splits.x_val), predict(model, splits.x_val))
+
+
+@pytest.mark.slow
+def test_validation_larger_than_one_chunk_is_predicted_whole():
+    from dlrun.train import _EVAL_BATCH, _EpochRunner
+
+    splits = make_splits()
+    splits.x_val = np.random.default_rng(0).normal(size=(_EVAL_BATCH + 300, 6)).astype(np.float32)
+    spec = task_spec("binary", 2, splits.y_train)
+    model = build_mlp(splits.input_shape, spec, width=8, depth=1)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=spec.loss)  # weights stay put
+    runner = _EpochRunner(model, spec, batch_size=32, n_train=len(splits.y_train))
+    y = splits.y_train.astype(np.float32)
+    perm = np.arange(len(y), dtype=np.int32)
+    val_pred = runner.run(splits.x_train, y, np.ones_like(y), perm, splits.x_val)[3].numpy()
+    np.testing.assert_allclose(val_pred, predict(model, splits.x_val), rtol=1e-5)
