@@ -7,6 +7,7 @@ the user sees at the terminal, with and without ``DLRUN_DEBUG``.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 
@@ -28,8 +29,26 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("DLRUN_DEBUG", raising=False)
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     previous = signal.getsignal(signal.SIGTERM)
+    # Hydra's job logging replaces the root handlers with one bound to this test's captured
+    # stderr; put pytest's handlers back so nothing logs into a closed stream afterwards.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    # absl (imported with TensorFlow by other test modules) keeps the stderr it saw at import,
+    # here pytest's capture file; Hydra's dictConfig closes every handler, and absl closes any
+    # stream that is not the current sys.stderr. Point it at the real one, which it never closes.
+    absl_logging = sys.modules.get("absl.logging")
+    if absl_logging is not None:
+        absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
     yield
     signal.signal(signal.SIGTERM, previous)
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 def test_the_table_is_large_and_names_are_unique():
