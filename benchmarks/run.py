@@ -105,7 +105,10 @@ def launchers() -> list[str]:
         import bench_launchers
     except ImportError as err:
         return ["## Sweep launchers", "", f"Not measured: benchmarks/bench_launchers.py is absent ({err}).", ""]
-    return [*bench_launchers.measure(n_jobs=8), ""]  # it writes its own heading
+    # Short jobs (as in the course sweeps), then longer ones: start-up weighs less.
+    short = bench_launchers.measure(n_jobs=8)
+    long = bench_launchers.measure(n_jobs=8, epochs=400, sides=("basic", "joblib"))
+    return [*short, "", *long, ""]  # each writes its own heading
 
 
 def main() -> None:
