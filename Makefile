@@ -10,7 +10,7 @@ COURSES := outputs/courses
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help install run test test-fast check-inputs lint bench course1 capacity regularization course3 optimizers \
-        reproduce reproduce-quick clean
+        reproduce clean
 
 help:
 	@echo "make run        train the default experiment (breast_cancer MLP) and print its summary"
