@@ -40,6 +40,7 @@ def test_every_group_option_composes_onto_the_schema(group, option):
 
 def test_every_experiment_preset_composes():
     presets = sorted(p.stem for p in experiments_dir().glob("*.yaml"))
+    assert {"capacity", "regularization", "optimizers"} <= set(presets)
     for name in presets:
         cfg = compose_config([f"experiment={name}"], return_hydra_config=True)
         validate(cfg)
