@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from dlrun.config import validate
-from dlrun.errors import ConfigError, UserError
+from dlrun.errors import UserError
 from dlrun.launch import size_thread_pools
 from dlrun.paths import config_dir
 
@@ -49,7 +49,6 @@ def _job(cfg: DictConfig) -> float:
     run_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
     try:
-        _check_experiment(hc.runtime.choices.get("experiment"))
         validate(cfg)
         size_thread_pools(cfg)  # trainer.threads=0: this job's share of the cores
         from dlrun.run import run_job
@@ -74,17 +73,6 @@ def _job(cfg: DictConfig) -> float:
 
         print_run(run_dir)
     return objective
-
-
-def _check_experiment(name: str | None) -> None:
-    """``experiment`` is an optional default, so Hydra silently skips an unknown name."""
-    if name is None or name == "null":
-        return
-    from dlrun.paths import experiments_dir
-
-    known = sorted(p.stem for p in experiments_dir().glob("*.yaml"))
-    if name not in known:
-        raise ConfigError(f"experiment={name!r} is not a preset (available: {', '.join(known)})")
 
 
 def one_line(err: BaseException) -> str:

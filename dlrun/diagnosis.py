@@ -16,7 +16,7 @@ inference mode after training, so dropout does not distort the comparison.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from dlrun.config import DiagnosisConfig
 
@@ -60,7 +60,6 @@ class Diagnosis:
     val_loss_rise_epoch: int | None = None  # the minimum after which validation loss rose
     avoidable_bias: float | None = None  # reachable score minus train score (with bayes_error)
     gap_noise: float | None = None  # the smallest gap that is not sampling noise
-    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -46,12 +46,12 @@ def confusion(splits: Splits, test_pred: np.ndarray, spec: TaskSpec) -> np.ndarr
     return confusion_matrix(splits.y_test, labels, labels=np.arange(splits.n_classes))
 
 
-def class_report(splits: Splits, test_pred: np.ndarray, spec: TaskSpec) -> pd.DataFrame:
-    """Precision, recall, F1 and support per class on the test split."""
-    labels = predicted_labels(test_pred, spec.task)
+def class_report(y_true: np.ndarray, pred: np.ndarray, spec: TaskSpec, *, class_names: list[str]) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class (rows of every fold's test split pooled)."""
+    labels = predicted_labels(pred, spec.task)
     report = classification_report(
-        splits.y_test, labels, labels=np.arange(splits.n_classes),
-        target_names=splits.class_names, output_dict=True, zero_division=0,
+        y_true, labels, labels=np.arange(len(class_names)),
+        target_names=class_names, output_dict=True, zero_division=0,
     )
     frame = pd.DataFrame(report).T
     frame.index.name = "class"

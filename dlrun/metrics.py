@@ -86,6 +86,3 @@ def baseline_metrics(
     model = DummyRegressor(strategy="mean").fit(dummy_x_train, y_train)
     return compute_metrics(y_eval, model.predict(dummy_x_eval), spec, y_mean=y_mean, y_std=y_std)
 
-
-def headline_value(metrics: dict[str, float], spec: TaskSpec) -> float:
-    return float(metrics.get(spec.headline, float("nan")))

@@ -28,8 +28,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -61,7 +60,6 @@ class FitResult:
     fit_seconds: float
     stopped_early: bool = False
     message: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def epochs_run(self) -> int:

@@ -39,11 +39,11 @@ def _nanmean(values: list[float]) -> float:
 
 
 def _mean_std(dicts: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
-    keys = sorted(set().union(*dicts)) if dicts else []
-    mean = {k: _nanmean([d.get(k, np.nan) for d in dicts]) for k in keys}
-    std = {}
-    for k in keys:
-        finite = [v for v in (d.get(k, np.nan) for d in dicts) if v is not None and np.isfinite(v)]
+    """Per-key mean and std over the finite values (NaN where a key has none)."""
+    mean, std = {}, {}
+    for k in sorted(set().union(*dicts)) if dicts else []:
+        finite = [v for v in (d.get(k) for d in dicts) if v is not None and np.isfinite(v)]
+        mean[k] = float(np.mean(finite)) if finite else math.nan
         std[k] = float(np.std(finite)) if finite else math.nan
     return mean, std
 
@@ -106,8 +106,9 @@ def write_run_folder(
     write_csv(run_dir / HISTORY, history)
 
     fold_metrics = [o.metrics for o in outcomes]
-    splits_mean = {s: _mean_std([m[s] for m in fold_metrics])[0] for s in ("train", "val", "test")}
-    splits_std = {s: _mean_std([m[s] for m in fold_metrics])[1] for s in ("train", "val", "test")}
+    spread = {s: _mean_std([m[s] for m in fold_metrics]) for s in ("train", "val", "test")}
+    splits_mean = {s: mean for s, (mean, _) in spread.items()}
+    splits_std = {s: std for s, (_, std) in spread.items()}
     diagnosis = _diagnose(cfg, spec, outcomes, fold_metrics)
     best = diagnosis.best_epoch
     fit_seconds = float(sum(o.fit.fit_seconds for o in outcomes))
@@ -137,22 +138,20 @@ def write_run_folder(
                             for i, (o, m) in enumerate(zip(outcomes, fold_metrics, strict=True))]
 
     if not history.empty:
-        plot_curves(_curve_frame(history), run_dir / "curves.png", metric=f"{spec.headline}"
-                    if f"val_{spec.headline}" in history and spec.headline in history else
-                    ("accuracy" if spec.is_classification else "mae"),
+        # The per-epoch metric recorded for train and validation alike (the headline is
+        # validation-only in history), so the two curves can be compared.
+        plot_curves(_curve_frame(history), run_dir / "curves.png",
+                    metric="accuracy" if spec.is_classification else "mae",
                     best_epoch=best, title=f"{cfg.model.name} on {dataset_name} ({cfg.reg.name})")
     if spec.is_classification and status == "ok":
         matrix = sum(confusion(o.splits, o.test_pred, spec) for o in outcomes)
         plot_confusion(matrix, last.splits.class_names, run_dir / "confusion_matrix.png",
                        title=f"test confusion matrix ({dataset_name})")
-        preds = np.concatenate([o.test_pred for o in outcomes])
-        report_splits = last.splits
-        if len(outcomes) > 1:
-            import copy
-
-            report_splits = copy.copy(last.splits)
-            report_splits.y_test = np.concatenate([o.splits.y_test for o in outcomes])
-        write_csv(run_dir / "classification_report.csv", class_report(report_splits, preds, spec), index=True)
+        report = class_report(
+            np.concatenate([o.splits.y_test for o in outcomes]),
+            np.concatenate([o.test_pred for o in outcomes]), spec, class_names=last.splits.class_names,
+        )
+        write_csv(run_dir / "classification_report.csv", report, index=True)
     if cfg.trainer.save_model and status == "ok":
         _save_model(last.model, run_dir / "model.keras")
     write_json(run_dir / METRICS, metrics)

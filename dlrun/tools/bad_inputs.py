@@ -58,7 +58,7 @@ CASES: list[Case] = [
     # config: groups, keys, types
     Case("unknown group option", ("model=transformer",), "Could not find 'model/transformer'"),
     Case("unknown dataset option", ("dataset=imagenet",), "Could not find 'dataset/imagenet'"),
-    Case("unknown experiment", ("experiment=nope",), "experiment='nope' is not a preset"),
+    Case("unknown experiment", ("experiment=nope",), "Could not find 'experiment/nope' (available: capacity"),
     Case("unknown key", ("trainer.epoch=3",), "Key 'epoch' not in 'TrainerConfig'"),
     Case("unknown top-level key", ("learning_rate=0.1",), "Could not override 'learning_rate'"),
     Case("text for an integer", ("trainer.epochs=ten",), "could not be converted to Integer"),

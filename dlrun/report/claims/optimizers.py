@@ -27,7 +27,6 @@ from dlrun.paths import config_dir
 
 OPT_KEY, LR_KEY = "cfg.optimizer", "cfg.optimizer.lr"
 ADAPTIVE = ("rmsprop", "adam", "adamw", "nadam")
-SGD_FAMILY = ("sgd", "momentum", "nesterov")
 
 CLAIM_TIME = ("Adaptive optimizers (RMSprop, Adam) reach the target in less time than SGD and "
               "momentum, each at its usual learning rate.")
