@@ -31,6 +31,7 @@ EVALS = ("holdout", "kfold", "iterated_kfold")
 DEVICES = ("auto", "cpu", "gpu")
 PROGRESS = ("auto", "rich", "plain", "none")
 LOOPS = ("auto", "fast", "fit")
+STUDY_KINDS = ("generic", "capacity", "regularization", "optimizers")  # dlrun.report.claims.CHECKS
 ACTIVATIONS = ("relu", "elu", "selu", "gelu", "tanh", "sigmoid", "swish", "leaky_relu", "linear")
 
 
@@ -236,3 +237,7 @@ def validate(cfg: Any) -> None:
            f"trainer.checkpoint_every must be 0 (off) or more, got {t.checkpoint_every}")
     _check(t.threads >= 0, f"trainer.threads must be 0 (auto) or more, got {t.threads}")
     _check(cfg.seed >= 0, f"seed must be 0 or more, got {cfg.seed}")
+
+    _choice("study.kind", cfg.study.kind, STUDY_KINDS)
+    _check(0 < cfg.study.target_fraction <= 1,
+           f"study.target_fraction must be in (0, 1], got {cfg.study.target_fraction}")

@@ -194,6 +194,21 @@ def test_capacity_still_rising_at_the_largest_network_is_partly_supported(tmp_pa
     assert "**Partly supported:**" in text and "widen the range" in text
 
 
+def test_every_study_kind_the_config_accepts_has_a_claim_check():
+    from dlrun.config import STUDY_KINDS
+    from dlrun.report.claims import CHECKS
+
+    assert set(STUDY_KINDS) == {"generic", *CHECKS}
+
+
+def test_an_unregistered_study_kind_is_refused(tmp_path):
+    from dlrun.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="study.kind='fairness' has no claim check"):
+        check_claim("fairness", runs=pd.DataFrame(), groups=pd.DataFrame(), keys=[], study={},
+                    out_dir=tmp_path)
+
+
 @pytest.mark.parametrize("kind", ["capacity", "regularization"])
 def test_claim_kinds_are_registered(kind, tmp_path):
     runs = make_runs(tmp_path, reg_rows("none", [0.0], [0.99], "good fit"))
