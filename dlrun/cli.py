@@ -6,6 +6,8 @@ validated, so ``--help``, ``--cfg job`` and config errors answer quickly.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import math
 import os
@@ -23,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dlrun.config import validate
 from dlrun.errors import UserError
-from dlrun.launch import size_thread_pools
+from dlrun.launch import fit_job_to_launcher
 from dlrun.paths import config_dir
 
 log = logging.getLogger("dlrun")
@@ -33,6 +35,13 @@ log = logging.getLogger("dlrun")
 # time. The copies are only ever read, so they may share the one store (upstream Hydra
 # made the same change: structured sources re-fetch ConfigStore.instance()).
 ConfigStore.__deepcopy__ = lambda self, memo: self
+
+# At exit, freeze the heap before the interpreter's final garbage collections: they would
+# walk everything TensorFlow and Keras left behind (about a second, in the dlrun process
+# and in every joblib worker, which the sweep waits for). The memory goes back to the OS
+# either way. atexit runs before those collections; this module is imported wherever a
+# job runs, the workers included (they unpickle the task function from here).
+atexit.register(gc.freeze)
 
 EXIT_USER_ERROR = 2
 EXIT_SOME_FAILED = 1
@@ -50,7 +59,7 @@ def _job(cfg: DictConfig) -> float:
     overrides = list(hc.overrides.task)
     try:
         validate(cfg)
-        size_thread_pools(cfg)  # trainer.threads=0: this job's share of the cores
+        fit_job_to_launcher(cfg)  # threads: this job's share of the cores; progress
         from dlrun.run import run_job
 
         objective = run_job(cfg, run_dir, overrides=overrides)
@@ -110,15 +119,27 @@ def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
+def _report_interrupted_sweep() -> str:
+    """Write the report of an interrupted sweep's finished jobs; a note naming it, or ``""``."""
+    from dlrun.report.callback import report_interrupted_sweep
+
+    try:
+        study = report_interrupted_sweep()
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now
+        return ""
+    return f"; the report of the jobs that finished is {study}" if study else ""
+
+
 def main() -> None:
-    """Console-script entry: run Hydra, answer bad input with one line and exit code 2."""
+    """Run Hydra; answer bad input with one line and exit code 2 (callable in-process)."""
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them in one line
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         _job()
     except KeyboardInterrupt:
-        print("dlrun: interrupted; results so far are in the run folder", file=sys.stderr)
+        print(f"dlrun: interrupted; results so far are in the run folder{_report_interrupted_sweep()}",
+              file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except (UserError, HydraException, OmegaConfBaseException) as err:
         if _debug():

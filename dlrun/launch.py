@@ -1,10 +1,14 @@
-"""How many TensorFlow threads a job gets, given the Hydra launcher that runs it.
+"""What a job adapts to the Hydra launcher that runs it: TensorFlow threads, progress display.
 
 ``trainer.threads=0`` means "size it for me": under the joblib launcher the machine's
 cores are shared evenly between the jobs that run at once (``cores // n_jobs``, at least
 one), so parallel jobs do not fight over the same cores; under submitit a job gets the
 ``cpus_per_task`` it reserved; under the basic launcher (one job at a time) TensorFlow
 chooses. A positive ``trainer.threads`` always wins.
+
+Jobs that joblib runs at once share one terminal: ``trainer.progress=auto`` becomes
+``plain`` there (log lines tagged with the job number) instead of rich bars drawn over
+each other.
 
 Kept free of TensorFlow imports: it runs before the job imports it.
 """
@@ -55,8 +59,9 @@ def job_threads(threads: int, launcher: Mapping[str, Any] | None, *, cores: int 
     return 0
 
 
-def size_thread_pools(cfg: Any) -> None:
-    """Replace ``cfg.trainer.threads=0`` by the launcher's share of cores, in place.
+def fit_job_to_launcher(cfg: Any) -> None:
+    """Size ``trainer.threads=0`` to the launcher's share of cores and, under joblib, turn
+    ``trainer.progress=auto`` into ``plain``; in place.
 
     Call inside a Hydra job, before the job is run. Outside a Hydra job it does nothing.
     """
@@ -70,3 +75,5 @@ def size_thread_pools(cfg: Any) -> None:
         name = str(launcher.get("_target_", "")).rsplit(".", 1)[-1]
         log.info("TensorFlow threads: %d for this job (trainer.threads=0 under %s)", threads, name)
         cfg.trainer.threads = threads
+    if cfg.trainer.progress == "auto" and launcher and "joblib" in str(launcher.get("_target_", "")).lower():
+        cfg.trainer.progress = "plain"

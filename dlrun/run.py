@@ -145,6 +145,13 @@ def _in_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _sweep_job_tag() -> str:
+    """``"job 7 · "`` in a sweep, so progress lines of parallel jobs can be told apart; else ``""``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return f"job {HydraConfig.get().job.num} · " if _in_sweep() else ""
+
+
 def _load(cfg: Config) -> Table:
     table = subsample(load_table(cfg.dataset), cfg.dataset.max_rows, seed=cfg.seed)
     if cfg.dataset.task is not None and cfg.dataset.task != table.task:
@@ -227,12 +234,13 @@ def _run(cfg: Config, run_dir: Path, *, overrides: list[str]) -> float:
     resume_fold = _resume_fold(cfg, run_dir) if cfg.trainer.resume else None
     device = runtime.setup(cfg.trainer, seed=cfg.seed)
     plan = _split_plan(cfg, table)
+    job = _sweep_job_tag()
     outcomes: list[FoldOutcome] = []
     spec: TaskSpec | None = None
     for i, (train, val, test) in enumerate(plan):
         splits = make_splits(table, train, val, test, scaling=cfg.dataset.scaling)
         spec = spec or task_spec(table.task, splits.n_classes, splits.y_train)
-        label = f"fold {i + 1}/{len(plan)}" if len(plan) > 1 else table.name
+        label = job + (f"fold {i + 1}/{len(plan)}" if len(plan) > 1 else table.name)
         # Folds before the checkpointed one are re-trained (deterministically) without
         # overwriting the checkpoint; the checkpointed fold continues from it.
         redo = resume_fold is not None and i < resume_fold

@@ -67,7 +67,8 @@ def _metrics(sweep: Path) -> dict[str, dict]:
 @pytest.mark.slow
 def test_joblib_sweep_runs_four_jobs_and_survives_failing_ones(dlrun_cli, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = dlrun_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", *TINY_SWEEP,
+    tiny = [o for o in TINY_SWEEP if not o.startswith("trainer.progress")]  # progress: auto
+    proc = dlrun_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", *tiny,
                       "optimizer=sgd,adam", "optimizer.lr=0.01,0.1,-1", "seed=0"])
     assert proc.returncode == 1, proc.stderr  # exit 1: some jobs failed
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
@@ -88,6 +89,9 @@ def test_joblib_sweep_runs_four_jobs_and_survives_failing_ones(dlrun_cli, tmp_pa
     share = max(1, cpu_count() // 2)
     ok_dirs = [d for d in sweep.iterdir() if (d / "history.csv").is_file()]
     assert all(f"TensorFlow threads: {share} for this job" in (d / "run.log").read_text() for d in ok_dirs)
+    # Parallel jobs share the terminal: plain progress lines, each tagged with its job number
+    # (the job's folder name).
+    assert all(f"job {d.name} · digits epoch 2/2" in (d / "run.log").read_text() for d in ok_dirs)
 
 
 @pytest.mark.slow

@@ -251,6 +251,24 @@ def test_sigterm_then_resume_reaches_the_metrics_of_an_uninterrupted_run(tmp_pat
     pd.testing.assert_frame_equal(history_a, history_b)
 
 
+@pytest.mark.slow
+def test_an_interrupted_sweep_still_reports_the_jobs_that_finished(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = _start_cli(["-m", f"hydra.sweep.dir={sweep}", "dataset=digits", "dataset.max_rows=300",
+                       "trainer.epochs=400", "trainer.checkpoint_every=1", "seed=0,1,2", *TINY], cwd=tmp_path)
+    # Job 0 finished and job 1 has checkpointed an epoch: stop the sweep there.
+    deadline = time.monotonic() + 180
+    while not (sweep / "1" / "checkpoint" / "state.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert f"the report of the jobs that finished is {sweep / 'study.md'}" in stderr
+    board = pd.read_csv(sweep / "leaderboard.csv")
+    assert sorted(board["status"]) == ["interrupted", "ok"]  # job 2 never started
+    assert "2 jobs (1 interrupted, 1 ok)" in (sweep / "study.md").read_text()
+
+
 # ---------------------------------------------------------------- divergence and failures
 
 

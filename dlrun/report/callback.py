@@ -33,17 +33,37 @@ class SweepReport(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._started = time.time()
         _LAST["failed"] = 0
+        # What a Ctrl-C needs to report the jobs that finished (Hydra then skips the end).
+        _LAST["open"] = (Path(config.hydra.sweep.dir), dict(config.get("study") or {}), self._started)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from dlrun.report.sweep import report_sweep
+        sweep_dir, study, started = _LAST.pop("open", None) or (
+            Path(config.hydra.sweep.dir), dict(config.get("study") or {}), self._started)
+        result = _report(sweep_dir, study, started)
+        _LAST["failed"] = 1 if result is None else result.n_failed
 
-        sweep_dir = Path(config.hydra.sweep.dir)
-        study = config.get("study") or {}
-        try:
-            result = report_sweep([sweep_dir], out_dir=sweep_dir, study=study, since=self._started - 1)
-        except Exception:  # a report bug must not hide the jobs' results
-            log.exception("could not write the sweep report for %s", sweep_dir)
-            _LAST["failed"] = 1
-            return
-        _LAST["failed"] = result.n_failed
-        log.info("sweep report: %s (%d jobs, %d failed)", sweep_dir / "study.md", result.n_jobs, result.n_failed)
+
+def _report(sweep_dir: Path, study: dict[str, Any], started: float):
+    """Write the sweep report of the run folders written since ``started``; None if it failed."""
+    from dlrun.report.sweep import report_sweep
+
+    try:
+        result = report_sweep([sweep_dir], out_dir=sweep_dir, study=study, since=started - 1)
+    except Exception:  # a report bug must not hide the jobs' results
+        log.exception("could not write the sweep report for %s", sweep_dir)
+        return None
+    log.info("sweep report: %s (%d jobs, %d failed)", sweep_dir / "study.md", result.n_jobs, result.n_failed)
+    return result
+
+
+def report_interrupted_sweep() -> Path | None:
+    """After Ctrl-C in a sweep, report the jobs that wrote their run folders.
+
+    Hydra skips ``on_multirun_end`` when a sweep is interrupted; the CLI calls this instead.
+    Returns the sweep's ``study.md``, or None when no sweep was running or nothing was written.
+    """
+    opened = _LAST.pop("open", None)
+    if opened is None:
+        return None
+    result = _report(*opened)
+    return opened[0] / "study.md" if result is not None and result.n_jobs else None
