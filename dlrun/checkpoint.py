@@ -5,7 +5,10 @@
 middle of a save leaves the previous checkpoint intact. The file holds every model
 variable (weights, batch-norm statistics and the dropout layers' seed-generator state),
 every optimizer variable (iteration count, moments), the history rows and the epoch,
-so :func:`restore` puts a freshly built model back exactly where training stopped.
+so :func:`restore` puts a freshly built model back exactly where training stopped. It also
+holds what EarlyStopping and ReduceLROnPlateau keep in memory (patience counters, best
+value, EarlyStopping's best weights), which Keras resets when training starts: a resumed
+run stops, and lowers its learning rate, at the same epochs as an uninterrupted one.
 
 Only numbers and one JSON string are stored; loading uses ``allow_pickle=False``.
 """
@@ -31,6 +34,13 @@ CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.npz"
 
 
+# The in-memory state of the callbacks a resume must carry over, by attribute.
+CALLBACK_STATE: dict[type, tuple[str, ...]] = {
+    keras.callbacks.EarlyStopping: ("wait", "best", "best_epoch"),
+    keras.callbacks.ReduceLROnPlateau: ("wait", "best", "cooldown_counter"),
+}
+
+
 @dataclass
 class Checkpoint:
     """What a checkpoint restores besides the variables themselves."""
@@ -39,6 +49,24 @@ class Checkpoint:
     fold: int  # 0-based fold (0 for holdout)
     history: list[dict[str, float]]
     fingerprint: str
+    # One entry per stateful callback, in order: attribute -> value, plus EarlyStopping's
+    # "best_weights" (a list of arrays) when it had some. None from read(), and from a
+    # checkpoint written before dlrun saved callback state.
+    callbacks: list[dict[str, Any]] | None = None
+
+
+def _stateful(callbacks: list[keras.callbacks.Callback]) -> list[keras.callbacks.Callback]:
+    return [cb for cb in callbacks if isinstance(cb, tuple(CALLBACK_STATE))]
+
+
+def _attrs(cb: keras.callbacks.Callback) -> tuple[str, ...]:
+    return next(attrs for kind, attrs in CALLBACK_STATE.items() if isinstance(cb, kind))
+
+
+def _number(value: Any) -> float | int | None:
+    if value is None:
+        return None
+    return int(value) if isinstance(value, (int, np.integer)) else float(value)
 
 
 def checkpoint_path(run_dir: Path) -> Path:
@@ -59,15 +87,23 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def save(
     path: Path, model: keras.Model, *, epoch: int, fold: int, history: list[dict[str, float]],
-    fingerprint: str,
+    fingerprint: str, callbacks: list[keras.callbacks.Callback] = (),
 ) -> None:
     """Write one checkpoint atomically; see the module docstring for what it holds."""
     arrays: dict[str, Any] = {f"model_{i}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
     opt = model.optimizer
     if opt is not None and opt.built:
         arrays.update({f"opt_{i}": np.asarray(v.numpy()) for i, v in enumerate(opt.variables)})
+    states = []
+    for j, cb in enumerate(_stateful(list(callbacks))):
+        state = {attr: _number(getattr(cb, attr, None)) for attr in _attrs(cb)}
+        best = getattr(cb, "best_weights", None)
+        state["n_best_weights"] = 0 if best is None else len(best)
+        arrays.update({f"cb{j}_best_{i}": np.asarray(w) for i, w in enumerate(best or [])})
+        states.append(state)
     meta = {"epoch": epoch, "fold": fold, "history": history, "fingerprint": fingerprint,
-            "n_model": len(model.variables), "n_opt": len(opt.variables) if opt is not None and opt.built else 0}
+            "n_model": len(model.variables), "n_opt": len(opt.variables) if opt is not None and opt.built else 0,
+            "callbacks": states}
     arrays["meta"] = np.array(json.dumps(meta))
     _atomic_savez(Path(path), arrays)
 
@@ -102,17 +138,26 @@ def restore(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimize
                 optimizer.build(model.trainable_variables)
                 for i, var in enumerate(optimizer.variables):
                     var.assign(data[f"opt_{i}"])
+            states = None if "callbacks" not in meta else []
+            for j, saved in enumerate(meta.get("callbacks", [])):
+                state = {k: v for k, v in saved.items() if k != "n_best_weights"}
+                if saved["n_best_weights"]:
+                    state["best_weights"] = [data[f"cb{j}_best_{i}"] for i in range(saved["n_best_weights"])]
+                states.append(state)
         except (ValueError, KeyError) as err:
             raise ConfigError(
                 f"the checkpoint in {path.parent} does not fit this model ({err}); resume with the config "
                 "that wrote it"
             ) from None
     log.info("resumed from %s at epoch %d", path, meta["epoch"])
-    return Checkpoint(meta["epoch"], meta["fold"], meta["history"], meta["fingerprint"])
+    return Checkpoint(meta["epoch"], meta["fold"], meta["history"], meta["fingerprint"], states)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
     """Save a resumable checkpoint every ``every`` epochs.
+
+    Put it after the callbacks it saves: on a resume, its ``on_train_begin`` puts their
+    state back after theirs has reset it.
 
     Args:
         path: the checkpoint file, usually :func:`checkpoint_path` of the run folder.
@@ -121,19 +166,42 @@ class EpochCheckpoint(keras.callbacks.Callback):
         history: the list the training loop appends its history rows to; it is saved as
             it stands at each epoch end.
         fingerprint: identifies the config, so a resume with another config is refused.
+        peers: the other callbacks of this training; the state of those in
+            :data:`CALLBACK_STATE` is saved and, from ``resumed``, restored.
+        resumed: the checkpoint this training resumes from, if any.
     """
 
     def __init__(
         self, path: Path, *, every: int = 1, fold: int = 0,
         history: list[dict[str, float]] | None = None, fingerprint: str = "",
+        peers: list[keras.callbacks.Callback] = (), resumed: Checkpoint | None = None,
     ):
         super().__init__()
         self.path, self.every, self.fold = Path(path), every, fold
         self.history = history if history is not None else []
         self.fingerprint = fingerprint
+        self.peers = _stateful(list(peers))
+        self.resumed = resumed
+
+    def on_train_begin(self, logs=None):
+        if self.resumed is None or not self.peers:
+            return
+        if self.resumed.callbacks is None:
+            log.warning("the checkpoint in %s holds no early-stopping / plateau state (an older dlrun "
+                        "wrote it): their patience starts again from here", self.path.parent)
+            return
+        if len(self.resumed.callbacks) != len(self.peers):
+            raise ConfigError(
+                f"the checkpoint in {self.path.parent} was saved with {len(self.resumed.callbacks)} "
+                f"early-stopping / plateau callbacks, this run has {len(self.peers)}; resume with the "
+                "config that wrote it"
+            )
+        for cb, state in zip(self.peers, self.resumed.callbacks, strict=True):
+            for attr, value in state.items():
+                setattr(cb, attr, value)
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
         if self.every and done % self.every == 0:
             save(self.path, self.model, epoch=done, fold=self.fold, history=list(self.history),
-                 fingerprint=self.fingerprint)
+                 fingerprint=self.fingerprint, callbacks=self.peers)

@@ -88,9 +88,9 @@ def _train_one(
 
     callbacks = _callbacks(cfg, run_dir)
     if checkpoint and cfg.trainer.checkpoint_every:
-        callbacks.append(ckpt.EpochCheckpoint(
+        callbacks.append(ckpt.EpochCheckpoint(  # last: it restores the others' state on resume
             path, every=cfg.trainer.checkpoint_every, fold=fold, history=history,
-            fingerprint=config_fingerprint(cfg),
+            fingerprint=config_fingerprint(cfg), peers=callbacks, resumed=done,
         ))
     fit = train(
         model, splits, spec, optimizer=optimizer, epochs=cfg.trainer.epochs,

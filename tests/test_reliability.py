@@ -77,6 +77,26 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
         checkpoint.restore(path, _small_model(width=5), keras.optimizers.Adam())
 
 
+def test_a_resume_with_other_plateau_callbacks_is_refused_and_an_old_checkpoint_is_tolerated(tmp_path, caplog):
+    import keras
+
+    from dlrun import checkpoint
+
+    stopper = keras.callbacks.EarlyStopping(patience=3)
+    stopper.on_train_begin()
+
+    def resumed_from(states):
+        return checkpoint.EpochCheckpoint(tmp_path / "state.npz", peers=[stopper],
+                                          resumed=checkpoint.Checkpoint(4, 0, [], "", states))
+
+    with pytest.raises(ConfigError, match="saved with 0 early-stopping / plateau callbacks, this run has 1"):
+        resumed_from([]).on_train_begin()
+    resumed_from(None).on_train_begin()  # written before callback state was saved
+    assert stopper.wait == 0 and "their patience starts again" in caplog.text
+    resumed_from([{"wait": 2, "best": 0.5, "best_epoch": 1}]).on_train_begin()
+    assert (stopper.wait, stopper.best, stopper.best_epoch) == (2, 0.5, 1)
+
+
 # ---------------------------------------------------------------- weights files
 
 
@@ -211,6 +231,50 @@ def test_an_interruption_before_the_first_epoch_still_writes_the_run_folder(tmp_
     m = _metrics(tmp_path / "run")
     assert m["status"] == "interrupted" and m["epochs_run"] == 0
     assert "interrupted" in (tmp_path / "run" / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_resume_keeps_early_stopping_and_plateau_state(tmp_path, monkeypatch):
+    """Patience counters, best values and best weights survive a resume: the resumed run
+    stops, and lowers its learning rate, at the same epochs as an uninterrupted one."""
+    import keras
+
+    import dlrun.run
+    from dlrun.run import run_job
+
+    args = ["reg=early_stopping", "reg.patience=8", "trainer.reduce_lr_on_plateau=true",
+            "trainer.epochs=200", "trainer.checkpoint_every=1", "optimizer.lr=0.01",
+            "dataset.max_rows=200", *TINY]
+    run_job(compose_config(args), tmp_path / "full")
+    full = _metrics(tmp_path / "full")
+    history = pd.read_csv(tmp_path / "full" / "history.csv")
+    # Cut three epochs after the best one: both patience counters are running, and the
+    # plateau callback lowers the learning rate (patience 5) and early stopping ends the
+    # run (patience 8) only after the cut.
+    cut = full["best_epoch"] + 3
+    assert full["stopped_early"] and cut < full["epochs_run"] < 200
+    lowered = history.loc[history["lr"] < history["lr"].iloc[0], "epoch"]
+    assert len(lowered) and lowered.min() > cut + 1
+
+    class InterruptAt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == cut:
+                raise KeyboardInterrupt
+
+    callbacks = dlrun.run._callbacks
+    with monkeypatch.context() as patch:
+        patch.setattr(dlrun.run, "_callbacks", lambda cfg, run_dir: [*callbacks(cfg, run_dir), InterruptAt()])
+        with pytest.raises(KeyboardInterrupt):
+            run_job(compose_config(args), tmp_path / "cut")
+    assert _metrics(tmp_path / "cut")["epochs_run"] == cut
+    run_job(compose_config([*args, "trainer.resume=true"]), tmp_path / "cut")
+    resumed = _metrics(tmp_path / "cut")
+    assert (resumed["epochs_run"], resumed["best_epoch"], resumed["stopped_early"]) == (
+        full["epochs_run"], full["best_epoch"], True)
+    for split in ("train", "val", "test"):
+        assert resumed[split] == full[split]  # the best weights were restored at the end
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cut" / "history.csv").drop(columns="seconds"),
+                                  history.drop(columns="seconds"))
 
 
 def _start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
