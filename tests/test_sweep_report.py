@@ -203,7 +203,13 @@ def test_a_time_difference_within_seed_noise_is_inconclusive(tmp_path):
     # adam reaches the target in 1 epoch of 1.0 s or 2.6 s (mean 1.8 ± 1.13), sgd in 2 x 1.0 s.
     text = _claim_text(_optimizer_sweep(tmp_path, GOOD, {"sgd": (1.0, 1.0), "adam": (1.0, 2.6)}))
     time_claim = text.split("### 2.")[0]
-    assert "**Inconclusive (within seed noise)**" in time_claim and "margin of 0.200 s" in time_claim
+    assert "**Inconclusive (within seed noise)**" in time_claim and "margin of 0.200 s, against" in time_claim
+
+
+def test_a_margin_is_marked_missing_only_when_a_seed_never_reached_the_target(tmp_path):
+    never = {"sgd": {1e-3: [0.1, 0.2], 1e-2: [0.1, 0.2]}, "adam": GOOD["adam"]}  # sgd stays below
+    time_claim = _claim_text(_optimizer_sweep(tmp_path, never, {"sgd": (1.0, 1.0), "adam": (1.0, 1.0)}))
+    assert "margin of – s (– : a seed never reached the target)" in time_claim.split("### 2.")[0]
 
 
 def test_optimizer_claims_say_when_they_cannot_check(sweep):

@@ -91,8 +91,8 @@ def _check_time(runs: pd.DataFrame) -> list[str]:
     in_epochs = bool(adaptive["epochs"].max() < sgd["epochs"].min())
     lines += ["", f"**{verdict}** by these numbers: the slowest adaptive optimizer "
               f"({slow['optimizer']}, {_fmt(slow['seconds'], '.3f')} s) against the fastest of the SGD family "
-              f"({fast['optimizer']}, {_fmt(fast['seconds'], '.3f')} s): a margin of {_fmt(margin, '.3f')} s "
-              f"(– : a seed never reached the target), against a seed-to-seed std of up to "
+              f"({fast['optimizer']}, {_fmt(fast['seconds'], '.3f')} s): a margin of {_fmt(margin, '.3f')} s"
+              f"{' (– : a seed never reached the target)' if not math.isfinite(margin) else ''}, against a seed-to-seed std of up to "
               f"{noise:.3f} s. Counted in epochs instead of seconds, the adaptive optimizers are "
               f"{'' if in_epochs else 'not '}all faster ({_fmt(adaptive['epochs'].max(), '.1f')} vs "
               f"{_fmt(sgd['epochs'].min(), '.1f')} epochs)."]
