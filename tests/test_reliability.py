@@ -195,6 +195,18 @@ def test_cnn_trains_on_an_image_folder(tmp_path):
 # ---------------------------------------------------------------- run folders
 
 
+@pytest.mark.slow
+def test_identical_runs_started_together_get_their_own_folders(tmp_path):
+    # A shell loop with `&`: same config, same second. Second-resolution names used to
+    # collide (the second run was refused after Hydra had overwritten the first's .hydra/).
+    procs = [_start_cli(["trainer.epochs=1", "dataset.max_rows=100", *TINY], cwd=tmp_path) for _ in range(3)]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=180)
+        assert proc.returncode == 0, stderr[-2000:]
+    folders = sorted((tmp_path / "outputs" / "runs").iterdir())
+    assert len(folders) == 3 and all((f / "metrics.json").is_file() for f in folders)
+
+
 def test_a_run_folder_held_by_a_live_process_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
     from dlrun.run import _claim
 
