@@ -52,6 +52,13 @@ def _is_multirun() -> bool:
     return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _sweeping() -> bool:
+    """Whether this process had started a sweep that has not ended."""
+    from dlrun.report.callback import sweep_open
+
+    return sweep_open()
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _job(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
@@ -151,6 +158,12 @@ def main() -> None:
             raise
         print(f"dlrun: error: {err.strerror}: {err.filename}; check the path "
               "(outputs go to hydra.run.dir / hydra.sweep.dir, which must be writable)", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except Exception as err:  # a job's own errors never get here: the sweep machinery failed
+        if _debug() or not _sweeping():
+            raise
+        print(f"dlrun: error: the sweep could not run: {one_line(err)} (check the hydra.launcher and "
+              "hydra.sweeper settings; DLRUN_DEBUG=1 shows the traceback)", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     from dlrun.report.callback import last_sweep_failures
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -105,3 +106,13 @@ def test_submitit_local_runs_a_real_job(dlrun_cli, tmp_path):
     assert m["status"] == "ok" and m["epochs_run"] == 2 and m["val"]["macro_f1"] > 0
     assert any((sweep / ".submitit").rglob("*_result.pkl"))  # it really went through submitit
     assert (sweep / "leaderboard.csv").is_file()
+
+
+def test_a_launcher_that_cannot_start_is_one_line_not_a_traceback(dlrun_cli, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    if shutil.which("srun"):
+        pytest.skip("this machine is a SLURM cluster")
+    proc = dlrun_cli(["-m", "hydra/launcher=slurm", f"hydra.sweep.dir={tmp_path / 'sweep'}", *TINY_SWEEP, "seed=0,1"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith('dlrun: error: the sweep could not run: Could not detect "srun"')
+    assert "Traceback" not in proc.stderr

@@ -56,6 +56,11 @@ def _report(sweep_dir: Path, study: dict[str, Any], started: float):
     return result
 
 
+def sweep_open() -> bool:
+    """Whether a sweep started in this process and has not ended (its report is not written)."""
+    return "open" in _LAST
+
+
 def report_interrupted_sweep() -> Path | None:
     """After Ctrl-C in a sweep, report the jobs that wrote their run folders.
 

@@ -126,6 +126,8 @@ CASES: list[Case] = [
     Case("output folder under a file", ("hydra.run.dir={data}/good.csv/run",), "Not a directory"),
     Case("sweep folder under a file", ("-m", "seed=0,1", "hydra.sweep.dir={data}/good.csv/sweep"),
          "Not a directory"),
+    Case("joblib with no workers", ("-m", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0",
+                                    "hydra.sweep.dir={data}/sweep_n0"), "the sweep could not run: n_jobs == 0"),
     Case("run folder another process writes into", ("hydra.run.dir={data}/busy_run",),
          "another dlrun process (pid 1) is writing into"),
     Case("resume without a checkpoint", ("trainer.resume=true", "hydra.run.dir={data}/fresh_run"),
