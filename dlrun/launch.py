@@ -40,6 +40,11 @@ def parallel_jobs(n_jobs: int, *, cores: int) -> int:
     return max(1, n_jobs if n_jobs > 0 else cores + 1 + n_jobs)
 
 
+def _is(launcher: Mapping[str, Any] | None, plugin: str) -> bool:
+    """Whether ``launcher`` (a ``hydra.launcher`` node) comes from ``plugin`` (joblib, submitit)."""
+    return bool(launcher) and plugin in str(launcher.get("_target_", "")).lower()
+
+
 def job_threads(threads: int, launcher: Mapping[str, Any] | None, *, cores: int | None = None) -> int:
     """The TF thread-pool size for one job (0: let TensorFlow choose).
 
@@ -50,11 +55,10 @@ def job_threads(threads: int, launcher: Mapping[str, Any] | None, *, cores: int 
     """
     if threads > 0 or not launcher:
         return threads
-    target = str(launcher.get("_target_", ""))
-    if "joblib" in target.lower():
+    if _is(launcher, "joblib"):
         cores = cores or cpu_count()
         return max(1, cores // parallel_jobs(int(launcher.get("n_jobs", -1)), cores=cores))
-    if "submitit" in target.lower() and launcher.get("cpus_per_task"):
+    if _is(launcher, "submitit") and launcher.get("cpus_per_task"):
         return int(launcher["cpus_per_task"])
     return 0
 
@@ -75,5 +79,5 @@ def fit_job_to_launcher(cfg: Any) -> None:
         name = str(launcher.get("_target_", "")).rsplit(".", 1)[-1]
         log.info("TensorFlow threads: %d for this job (trainer.threads=0 under %s)", threads, name)
         cfg.trainer.threads = threads
-    if cfg.trainer.progress == "auto" and launcher and "joblib" in str(launcher.get("_target_", "")).lower():
+    if cfg.trainer.progress == "auto" and _is(launcher, "joblib"):
         cfg.trainer.progress = "plain"

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    from dlrun.report.sweep import SweepResult
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +40,12 @@ class SweepReport(Callback):
         _LAST["open"] = (Path(config.hydra.sweep.dir), dict(config.get("study") or {}), self._started)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir, study, started = _LAST.pop("open", None) or (
-            Path(config.hydra.sweep.dir), dict(config.get("study") or {}), self._started)
-        result = _report(sweep_dir, study, started)
+        _LAST.pop("open", None)
+        result = _report(Path(config.hydra.sweep.dir), dict(config.get("study") or {}), self._started)
         _LAST["failed"] = 1 if result is None else result.n_failed
 
 
-def _report(sweep_dir: Path, study: dict[str, Any], started: float):
+def _report(sweep_dir: Path, study: dict[str, Any], started: float) -> SweepResult | None:
     """Write the sweep report of the run folders written since ``started``; None if it failed."""
     from dlrun.report.sweep import report_sweep
 
