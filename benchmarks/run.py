@@ -110,16 +110,17 @@ def launchers() -> tuple[list[str], float | None]:
         import bench_launchers
     except ImportError as err:
         return ["## Sweep launchers", "", f"Not measured: benchmarks/bench_launchers.py is absent ({err}).", ""], None
-    course = bench_launchers.measure(bench_launchers.course3())
-    short = bench_launchers.measure(bench_launchers.seeds(8, 80), sides=("basic", "joblib"))
+    # This machine is shared: the main comparison runs three times, alternating sides.
+    course = bench_launchers.measure(bench_launchers.course3(), repeats=3)
+    short = bench_launchers.measure(bench_launchers.seeds(8, 80), sides=("basic", "joblib"), repeats=2)
     why = [
         "Where the time goes: the two launchers share the serial parts of a sweep: Hydra composes "
-        "every job's config before the first starts (about 0.12 s a job), the first job of each "
-        "process imports TensorFlow, scikit-learn and matplotlib and traces its graph (about 4 s), "
-        "and the sweep report comes last (1–2 s: joblib's main process imports pandas and "
-        "matplotlib for it). Only the jobs "
-        "themselves run two at a time, so the smaller the sweep, the more those fixed seconds "
-        "cap joblib's gain (Amdahl's law): see the 8-job sweep.",
+        "every job's config before the first starts (about 0.12 s a job; under joblib the workers "
+        "import TensorFlow, scikit-learn and matplotlib meanwhile, about 4 s, which basic pays in "
+        "its first job), and the sweep report comes last (1–2 s: joblib's main process imports "
+        "pandas and matplotlib for it). Only the jobs themselves run two at a time, so the "
+        "smaller the sweep, the more those fixed seconds cap joblib's gain (Amdahl's law): see "
+        "the 8-job sweep.",
         "",
     ]
     return [*course.lines, "", *short.lines, "", *why], course.ratio

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -116,3 +117,30 @@ def test_a_launcher_that_cannot_start_is_one_line_not_a_traceback(dlrun_cli, tmp
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith('dlrun: error: the sweep could not run: Could not detect "srun"')
     assert "Traceback" not in proc.stderr
+
+
+def test_warm_workers_acts_only_under_joblib():
+    from dlrun.launch import WarmWorkers
+
+    basic = compose_config(["hydra/launcher=basic"], return_hydra_config=True)
+    assert WarmWorkers.settings(basic) is None
+    settings = WarmWorkers.settings(compose_config(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+                                                   return_hydra_config=True))
+    assert settings["backend"] == "loky" and settings["n_jobs"] == 2 and "_target_" not in settings
+
+
+@pytest.mark.slow
+def test_the_sweep_runs_in_the_workers_warmed_while_hydra_prepared_it():
+    from joblib import Parallel, delayed
+
+    from dlrun import launch
+
+    config = compose_config(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], return_hydra_config=True)
+    launch.WARMED.clear()
+    warm = launch.WarmWorkers()
+    warm.on_multirun_start(config)
+    warm.on_multirun_end(config)  # waits for the warm-up
+    assert len(launch.WARMED) == 2
+    # The launcher's own Parallel call, with the same settings, reuses those processes.
+    pids = Parallel(**launch.WarmWorkers.settings(config))(delayed(os.getpid)() for _ in range(8))
+    assert set(pids) <= launch.WARMED
