@@ -114,13 +114,12 @@ def launchers() -> tuple[list[str], float | None]:
     course = bench_launchers.measure(bench_launchers.course3(), repeats=3)
     short = bench_launchers.measure(bench_launchers.seeds(8, 80), sides=("basic", "joblib"), repeats=2)
     why = [
-        "Where the time goes: the two launchers share the serial parts of a sweep: Hydra composes "
-        "every job's config before the first starts (about 0.12 s a job; under joblib the workers "
-        "import TensorFlow, scikit-learn and matplotlib meanwhile, about 4 s, which basic pays in "
-        "its first job), and the sweep report comes last (1–2 s: joblib's main process imports "
-        "pandas and matplotlib for it). Only the jobs themselves run two at a time, so the "
-        "smaller the sweep, the more those fixed seconds cap joblib's gain (Amdahl's law): see "
-        "the 8-job sweep.",
+        "Why joblib stays under 2×: both launchers share the serial parts of a sweep (not timed "
+        "here): Hydra composes every job's config before the first job starts (under joblib the "
+        "workers import TensorFlow meanwhile, which basic does in its first job), and the sweep "
+        "report comes last. Only the jobs themselves run two at a time, so the smaller the "
+        "sweep, the more those fixed seconds cap joblib's gain (Amdahl's law): compare the "
+        "8-job sweep.",
         "",
     ]
     return [*course.lines, "", *short.lines, "", *why], course.ratio

@@ -52,13 +52,6 @@ def _is_multirun() -> bool:
     return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def _sweeping() -> bool:
-    """Whether this process had started a sweep that has not ended."""
-    from dlrun.report.callback import sweep_open
-
-    return sweep_open()
-
-
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _job(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
@@ -126,12 +119,12 @@ def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
-def _report_interrupted_sweep() -> str:
-    """Write the report of an interrupted sweep's finished jobs; a note naming it, or ``""``."""
-    from dlrun.report.callback import report_interrupted_sweep
+def _report_unfinished_sweep() -> str:
+    """Report the finished jobs of a sweep that stopped early; a note naming it, or ``""``."""
+    from dlrun.report.callback import report_unfinished_sweep
 
     try:
-        study = report_interrupted_sweep()
+        study = report_unfinished_sweep()
     except KeyboardInterrupt:  # a second Ctrl-C: stop now
         return ""
     return f"; the report of the jobs that finished is {study}" if study else ""
@@ -145,7 +138,7 @@ def main() -> None:
     try:
         _job()
     except KeyboardInterrupt:
-        print(f"dlrun: interrupted; results so far are in the run folder{_report_interrupted_sweep()}",
+        print(f"dlrun: interrupted; results so far are in the run folder{_report_unfinished_sweep()}",
               file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except (UserError, HydraException, OmegaConfBaseException) as err:
@@ -160,10 +153,13 @@ def main() -> None:
               "(outputs go to hydra.run.dir / hydra.sweep.dir, which must be writable)", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except Exception as err:  # a job's own errors never get here: the sweep machinery failed
-        if _debug() or not _sweeping():
+        from dlrun.report.callback import sweep_open
+
+        if _debug() or not sweep_open():
             raise
         print(f"dlrun: error: the sweep could not run: {one_line(err)} (check the hydra.launcher and "
-              "hydra.sweeper settings; DLRUN_DEBUG=1 shows the traceback)", file=sys.stderr)
+              f"hydra.sweeper settings; DLRUN_DEBUG=1 shows the traceback){_report_unfinished_sweep()}",
+              file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     from dlrun.report.callback import last_sweep_failures
 

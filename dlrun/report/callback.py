@@ -63,10 +63,11 @@ def sweep_open() -> bool:
     return "open" in _LAST
 
 
-def report_interrupted_sweep() -> Path | None:
-    """After Ctrl-C in a sweep, report the jobs that wrote their run folders.
+def report_unfinished_sweep() -> Path | None:
+    """Report the jobs that wrote their run folders in a sweep that stopped before its end.
 
-    Hydra skips ``on_multirun_end`` when a sweep is interrupted; the CLI calls this instead.
+    Hydra skips ``on_multirun_end`` when Ctrl-C or a failing launcher stops a sweep; the CLI
+    calls this instead, which also closes the sweep for this process.
     Returns the sweep's ``study.md``, or None when no sweep was running or nothing was written.
     """
     opened = _LAST.pop("open", None)
