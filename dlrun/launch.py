@@ -95,6 +95,9 @@ def fit_job_to_launcher(cfg: Any) -> None:
 def _warm_up() -> int:
     """In a worker: import what every job imports (no TensorFlow op runs, so the job can
     still size TensorFlow's thread pools)."""
+    from dlrun.runtime import import_tensorflow
+
+    import_tensorflow()  # TensorFlow's start-up lines stay off the shared terminal
     import dlrun.cli  # noqa: F401  the task function Hydra sends
     import dlrun.run  # noqa: F401
     from dlrun import checkpoint, evaluate, models, optim, train  # noqa: F401

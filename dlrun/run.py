@@ -231,6 +231,7 @@ def _run(cfg: Config, run_dir: Path, *, overrides: list[str]) -> float:
     from dlrun.report.run_folder import write_run_folder
 
     table = _load(cfg)  # before TensorFlow starts: bad data answers fast
+    runtime.import_tensorflow()  # its start-up lines go to run.log, whichever module needs it first
     resume_fold = _resume_fold(cfg, run_dir) if cfg.trainer.resume else None
     device = runtime.setup(cfg.trainer, seed=cfg.seed)
     plan = _split_plan(cfg, table)

@@ -8,15 +8,66 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from dlrun.config import TrainerConfig
 from dlrun.errors import ConfigError
 
 log = logging.getLogger(__name__)
+# TensorFlow's C++ start-up lines, kept out of the terminal; the job's logging sends this
+# logger to run.log only (configs/hydra/job_logging/dlrun.yaml).
+native_log = logging.getLogger("dlrun.native")
 
 
-def _quiet_tensorflow() -> None:
+@contextmanager
+def native_stderr_to_log() -> Iterator[None]:
+    """Send what native libraries write to file descriptor 2 meanwhile to :data:`native_log`.
+
+    TensorFlow's C++ code writes some lines straight to the process's stderr before its own
+    logging is set up, whatever ``TF_CPP_MIN_LOG_LEVEL`` says: on Intel CPUs (oneDNN on) an
+    absl warning and a "oneDNN custom operations are on" line, twice; with oneDNN off, a
+    ``cpu_feature_guard`` line; on machines with CUDA libraries but no GPU, driver lines.
+    Python's own writes to stderr meanwhile are captured too and logged the same way.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode("utf-8", errors="replace").splitlines():
+                if line.strip():
+                    native_log.info(line.rstrip())
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow and Keras with their start-up lines sent to the log (once per process).
+
+    Raises:
+        ConfigError: TensorFlow is not installed (dlrun installs it through an extra).
+    """
+    if "tensorflow" in sys.modules and "keras" in sys.modules:
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        with native_stderr_to_log():
+            import keras  # noqa: F401  (imports TensorFlow, its backend)
+            import tensorflow  # noqa: F401
+    except ModuleNotFoundError as err:
+        if err.name not in ("tensorflow", "keras"):
+            raise
+        raise ConfigError(
+            f"{err.name} is not installed; install dlrun with a TensorFlow extra: "
+            "pip install 'dlrun[cpu]' (or 'dlrun[gpu]' on a CUDA machine)"
+        ) from None
 
 
 def setup(trainer: TrainerConfig, *, seed: int) -> str:
@@ -36,11 +87,12 @@ def setup(trainer: TrainerConfig, *, seed: int) -> str:
     """
     if trainer.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("trainer.tensorboard=true needs the tensorboard package: pip install tensorboard")
-    _quiet_tensorflow()
+    import_tensorflow()
     import keras
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
+    with native_stderr_to_log():  # device discovery prints driver and CPU-feature lines
+        gpus = tf.config.list_physical_devices("GPU")
     if trainer.device == "gpu" and not gpus:
         raise ConfigError(
             "trainer.device=gpu but TensorFlow sees no GPU on this machine; use trainer.device=auto "
@@ -60,6 +112,8 @@ def setup(trainer: TrainerConfig, *, seed: int) -> str:
             tf.config.threading.set_inter_op_parallelism_threads(trainer.threads)
         except RuntimeError:
             log.debug("TF thread pools already initialised; trainer.threads ignored")
+    with native_stderr_to_log():  # the first op creates the devices (after the thread pools are sized)
+        tf.constant(0.0)
     device = "gpu" if gpus else "cpu"
     if trainer.mixed_precision:
         if device == "gpu":

@@ -49,14 +49,49 @@ def _tf_sees_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+# oneDNN on is what Intel CPUs get by default: TensorFlow then prints its own start-up
+# lines to stderr before its logging exists, whatever TF_CPP_MIN_LOG_LEVEL says.
 @pytest.mark.slow
-def test_device_gpu_without_a_gpu_is_one_line_and_exit_2(dlrun_cli):
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_device_gpu_without_a_gpu_is_one_line_and_exit_2(dlrun_cli, onednn):
     if _tf_sees_gpu():
         pytest.skip("this machine has a GPU")
-    done = dlrun_cli(["trainer.device=gpu", "trainer.epochs=1", "trainer.progress=none"])
+    done = dlrun_cli(["trainer.device=gpu", "trainer.epochs=1", "trainer.progress=none",
+                      "hydra.run.dir=run"], env={"TF_ENABLE_ONEDNN_OPTS": onednn})
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "trainer.device=gpu" in lines[0] and "no GPU" in lines[0]
+    assert len(lines) == 1 and "trainer.device=gpu" in lines[0] and "no GPU" in lines[0], done.stderr
+
+
+@pytest.mark.slow
+def test_tensorflow_start_up_lines_go_to_run_log_not_the_terminal(dlrun_cli, tmp_path):
+    done = dlrun_cli(["trainer.epochs=1", "trainer.progress=none", "hydra.run.dir=run"],
+                     env={"TF_ENABLE_ONEDNN_OPTS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == ""
+    assert "oneDNN custom operations are on" in (tmp_path / "run" / "run.log").read_text()
+
+
+def test_native_stderr_goes_to_the_log_not_to_stderr(capfd, caplog):
+    import os
+
+    from dlrun.runtime import native_stderr_to_log
+
+    with caplog.at_level(logging.INFO, logger="dlrun.native"), native_stderr_to_log():
+        os.write(2, b"I0000 port.cc:153] a line from C++\n\n")
+    assert capfd.readouterr().err == ""
+    assert [r.getMessage() for r in caplog.records] == ["I0000 port.cc:153] a line from C++"]
+
+
+def test_native_stderr_is_restored_when_the_block_raises(capfd):
+    import os
+
+    from dlrun.runtime import native_stderr_to_log
+
+    with pytest.raises(RuntimeError), native_stderr_to_log():
+        raise RuntimeError("boom")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
 
 
 def test_setup_on_cpu_uses_float32_and_reports_the_device():
