@@ -81,7 +81,7 @@ def load_splits(case: Case, seed: int) -> tuple[Splits, TaskSpec]:
         table.y, task=table.task, test_size=0.2, val_size=0.2, seed=seed
     )
     splits = make_splits(table, train_idx, val_idx, test_idx, scaling=case.scaling)
-    return splits, task_spec(table.task, splits.n_classes, splits.y_train)
+    return splits, task_spec(table.task, splits.n_classes, splits.train.y)
 
 
 def build(case: Case, splits: Splits, spec: TaskSpec, seed: int) -> keras.Model:
@@ -93,17 +93,17 @@ def build(case: Case, splits: Splits, spec: TaskSpec, seed: int) -> keras.Model:
 
 
 def _accuracy(model: keras.Model, splits: Splits, spec: TaskSpec) -> float:
-    pred = predict(model, splits.x_test)
+    pred = predict(model, splits.test.x)
     labels = (pred.reshape(-1) >= 0.5) if spec.task == "binary" else np.argmax(pred, axis=1)
-    return float(np.mean(labels.astype(np.int64) == splits.y_test))
+    return float(np.mean(labels.astype(np.int64) == splits.test.y))
 
 
 def plain_fit(model: keras.Model, splits: Splits, spec: TaskSpec, case: Case, seed: int) -> None:
     """The script a user writes first."""
     model.compile(optimizer=keras.optimizers.Adam(case.lr), loss=spec.loss, metrics=["accuracy"])
     model.fit(
-        splits.x_train, splits.y_train, batch_size=case.batch_size, epochs=case.epochs,
-        validation_data=(splits.x_val, splits.y_val), verbose=0,
+        splits.train.x, splits.train.y, batch_size=case.batch_size, epochs=case.epochs,
+        validation_data=(splits.val.x, splits.val.y), verbose=0,
     )
 
 
@@ -121,11 +121,11 @@ def compiled_loop(model: keras.Model, splits: Splits, spec: TaskSpec, case: Case
     """The limit: one ``tf.function`` per epoch, batches and validation inside it."""
     optimizer = keras.optimizers.Adam(case.lr)
     loss_fn = keras.losses.get(spec.loss)
-    x, y = tf.constant(splits.x_train), tf.constant(splits.y_train.astype(np.float32))
-    x_val, y_val = tf.constant(splits.x_val), tf.constant(splits.y_val.astype(np.float32))
+    x, y = tf.constant(splits.train.x), tf.constant(splits.train.y.astype(np.float32))
+    x_val, y_val = tf.constant(splits.val.x), tf.constant(splits.val.y.astype(np.float32))
     if spec.task == "binary":
         y, y_val = tf.reshape(y, (-1, 1)), tf.reshape(y_val, (-1, 1))
-    n, bs = len(splits.y_train), case.batch_size
+    n, bs = len(splits.train.y), case.batch_size
     variables = model.trainable_variables
 
     @tf.function
@@ -160,7 +160,7 @@ def measure_case(case: Case, *, log=print) -> Result:
     result = Result(case)
     for seed in case.seeds:
         splits, spec = load_splits(case, seed)
-        result.n_test = len(splits.y_test)
+        result.n_test = len(splits.test.y)
         for side in SIDES:
             model = build(case, splits, spec, seed)
             start = time.perf_counter()

@@ -53,6 +53,8 @@ class Checkpoint:
     # "best_weights" (a list of arrays) when it had some. None from read(), and from a
     # checkpoint written before dlrun saved callback state.
     callbacks: list[dict[str, Any]] | None = None
+    phase: int = 0  # 0-based training phase (dlrun.stages.Phase) the epoch belongs to
+    phase_start: int = 0  # epochs completed before that phase began
 
 
 def _stateful(callbacks: list[keras.callbacks.Callback]) -> list[keras.callbacks.Callback]:
@@ -87,7 +89,8 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def save(
     path: Path, model: keras.Model, *, epoch: int, fold: int, history: list[dict[str, float]],
-    fingerprint: str, callbacks: list[keras.callbacks.Callback] = (),
+    fingerprint: str, callbacks: list[keras.callbacks.Callback] = (), phase: int = 0,
+    phase_start: int = 0,
 ) -> None:
     """Write one checkpoint atomically; see the module docstring for what it holds."""
     arrays: dict[str, Any] = {f"model_{i}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
@@ -101,7 +104,8 @@ def save(
         state["n_best_weights"] = 0 if best is None else len(best)
         arrays.update({f"cb{j}_best_{i}": np.asarray(w) for i, w in enumerate(best or [])})
         states.append(state)
-    meta = {"epoch": epoch, "fold": fold, "history": history, "fingerprint": fingerprint,
+    meta = {"epoch": epoch, "fold": fold, "phase": phase, "phase_start": phase_start,
+            "history": history, "fingerprint": fingerprint,
             "n_model": len(model.variables), "n_opt": len(opt.variables) if opt is not None and opt.built else 0,
             "callbacks": states}
     arrays["meta"] = np.array(json.dumps(meta))
@@ -112,7 +116,8 @@ def read(path: Path) -> Checkpoint:
     """The epoch, fold, history and fingerprint of a checkpoint, without its variables."""
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
-    return Checkpoint(meta["epoch"], meta["fold"], meta["history"], meta["fingerprint"])
+    return Checkpoint(meta["epoch"], meta["fold"], meta["history"], meta["fingerprint"],
+                      phase=meta.get("phase", 0), phase_start=meta.get("phase_start", 0))
 
 
 def restore(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer) -> Checkpoint:
@@ -150,7 +155,8 @@ def restore(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimize
                 "that wrote it"
             ) from None
     log.info("resumed from %s at epoch %d", path, meta["epoch"])
-    return Checkpoint(meta["epoch"], meta["fold"], meta["history"], meta["fingerprint"], states)
+    return Checkpoint(meta["epoch"], meta["fold"], meta["history"], meta["fingerprint"], states,
+                      phase=meta.get("phase", 0), phase_start=meta.get("phase_start", 0))
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -163,6 +169,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         path: the checkpoint file, usually :func:`checkpoint_path` of the run folder.
         every: epochs between saves. Defaults to 1.
         fold: the 0-based fold being trained. Defaults to 0.
+        phase: the 0-based training phase. Defaults to 0.
+        phase_start: epochs completed before this phase began. Defaults to 0.
         history: the list the training loop appends its history rows to; it is saved as
             it stands at each epoch end.
         fingerprint: identifies the config, so a resume with another config is refused.
@@ -172,12 +180,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, path: Path, *, every: int = 1, fold: int = 0,
+        self, path: Path, *, every: int = 1, fold: int = 0, phase: int = 0, phase_start: int = 0,
         history: list[dict[str, float]] | None = None, fingerprint: str = "",
         peers: list[keras.callbacks.Callback] = (), resumed: Checkpoint | None = None,
     ):
         super().__init__()
         self.path, self.every, self.fold = Path(path), every, fold
+        self.phase, self.phase_start = phase, phase_start
         self.history = history if history is not None else []
         self.fingerprint = fingerprint
         self.peers = _stateful(list(peers))
@@ -204,4 +213,5 @@ class EpochCheckpoint(keras.callbacks.Callback):
         done = epoch + 1
         if self.every and done % self.every == 0:
             save(self.path, self.model, epoch=done, fold=self.fold, history=list(self.history),
-                 fingerprint=self.fingerprint, callbacks=self.peers)
+                 fingerprint=self.fingerprint, callbacks=self.peers, phase=self.phase,
+                 phase_start=self.phase_start)

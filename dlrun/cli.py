@@ -107,7 +107,8 @@ def one_line(err: BaseException) -> str:
                 parts.append(msg)
             if key:
                 break  # the cause below an OmegaConf error with a key adds nothing new
-        node = node.__cause__ or node.__context__
+        # `raise ... from None` means the context adds nothing the user needs.
+        node = node.__cause__ or (None if node.__suppress_context__ else node.__context__)
     return "; ".join(parts) if parts else type(err).__name__
 
 

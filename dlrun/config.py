@@ -21,6 +21,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from dlrun.errors import ConfigError
+from dlrun.task import HEADLINES
 
 TASKS = ("binary", "multiclass", "regression")
 SCALINGS = ("standard", "minmax", "none")
@@ -47,7 +48,8 @@ class DatasetConfig:
     test_size: float = 0.2
     val_size: float = 0.2  # fraction of what is left after the test split
     max_rows: int | None = None  # stratified subsample, for quick runs and tests
-    sensitive: str | None = None  # a column kept aside for fairness audits
+    sensitive: str | None = None  # a column kept aside per row (fairness), not a model input
+    sensitive_as_feature: bool = False  # also feed dataset.sensitive to the model
     image_size: int = 32  # image_folder: images are resized to image_size x image_size
 
 
@@ -120,6 +122,14 @@ class TrainerConfig:
 
 
 @dataclass
+class TaskConfig:
+    """What the task type decides unless set here (DESIGN §2)."""
+
+    headline: str | None = None  # the metric reports lead with and sweeps rank by; None: by task
+    threshold: float = 0.5  # binary: the score at or above which a row is called positive
+
+
+@dataclass
 class DiagnosisConfig:
     bayes_error: float | None = None  # the error you believe unavoidable, if known
     gap_threshold: float = 0.02  # train-validation gap (headline metric) called overfitting
@@ -145,6 +155,7 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     seed: int = 0
@@ -237,6 +248,10 @@ def validate(cfg: Any) -> None:
            f"trainer.checkpoint_every must be 0 (off) or more, got {t.checkpoint_every}")
     _check(t.threads >= 0, f"trainer.threads must be 0 (auto) or more, got {t.threads}")
     _check(cfg.seed >= 0, f"seed must be 0 or more, got {cfg.seed}")
+
+    if cfg.task.headline is not None:
+        _choice("task.headline", cfg.task.headline, tuple(dict.fromkeys(sum(HEADLINES.values(), ()))))
+    _check(0 < cfg.task.threshold < 1, f"task.threshold must be in (0, 1), got {cfg.task.threshold}")
 
     _choice("study.kind", cfg.study.kind, STUDY_KINDS)
     _check(0 < cfg.study.target_fraction <= 1,

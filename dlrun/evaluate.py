@@ -7,48 +7,44 @@ import pandas as pd
 from sklearn.metrics import classification_report, confusion_matrix
 
 from dlrun.data.table import Splits
-from dlrun.metrics import baseline_metrics, compute_metrics, predicted_labels
+from dlrun.metrics import baseline_metrics, compute_metrics
 from dlrun.task import TaskSpec
 
 
-def evaluate_splits(predict_fn, splits: Splits, spec: TaskSpec) -> tuple[dict[str, dict[str, float]], np.ndarray]:
-    """Metrics for train, validation and test in inference mode; also the test predictions.
+def evaluate_parts(
+    splits: Splits, spec: TaskSpec, predictions: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray | None],
+) -> dict[str, dict[str, float]]:
+    """Every metric of the task for each part, from its raw predictions and decided labels.
 
     Args:
-        predict_fn: maps features to the model's raw output.
         splits: the data.
         spec: the task.
+        predictions: each part's raw model output (inference mode).
+        labels: each part's class codes from the post-process stage (None for regression).
 
     Returns:
-        ``({"train": {...}, "val": {...}, "test": {...}}, test_predictions)``.
+        ``{"train": {...}, "val": {...}, "test": {...}}``.
     """
-    out: dict[str, dict[str, float]] = {}
-    test_pred = None
-    for name, x, y in (
-        ("train", splits.x_train, splits.y_train),
-        ("val", splits.x_val, splits.y_val),
-        ("test", splits.x_test, splits.y_test),
-    ):
-        pred = predict_fn(x)
-        out[name] = compute_metrics(y, pred, spec, y_mean=splits.y_mean, y_std=splits.y_std)
-        if name == "test":
-            test_pred = pred
-    return out, test_pred
+    return {
+        name: compute_metrics(part.y, predictions[name], spec, labels=labels.get(name),
+                              y_mean=splits.y_mean, y_std=splits.y_std)
+        for name, part in splits.parts().items()
+    }
 
 
 def baseline(splits: Splits, spec: TaskSpec) -> dict[str, float]:
     """The dumb baseline (majority class / training mean) scored on the test split."""
-    return baseline_metrics(splits.y_train, splits.y_test, spec, y_mean=splits.y_mean, y_std=splits.y_std)
+    return baseline_metrics(splits.train.y, splits.test.y, spec, y_mean=splits.y_mean, y_std=splits.y_std)
 
 
-def confusion(splits: Splits, test_pred: np.ndarray, spec: TaskSpec) -> np.ndarray:
-    labels = predicted_labels(test_pred, spec.task)
-    return confusion_matrix(splits.y_test, labels, labels=np.arange(splits.n_classes))
+def confusion(y_true: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """The confusion matrix over every class code (rows: true class)."""
+    return confusion_matrix(y_true, labels, labels=np.arange(n_classes))
 
 
-def class_report(y_true: np.ndarray, pred: np.ndarray, spec: TaskSpec, *, class_names: list[str]) -> pd.DataFrame:
+def class_report(y_true: np.ndarray, labels: np.ndarray, *, class_names: list[str]) -> pd.DataFrame:
     """Precision, recall, F1 and support per class (rows of every fold's test split pooled)."""
-    labels = predicted_labels(pred, spec.task)
     report = classification_report(
         y_true, labels, labels=np.arange(len(class_names)),
         target_names=class_names, output_dict=True, zero_division=0,

@@ -20,16 +20,18 @@ def class_probabilities(pred: np.ndarray, task: str) -> np.ndarray:
     return pred
 
 
-def predicted_labels(pred: np.ndarray, task: str) -> np.ndarray:
+def predicted_labels(pred: np.ndarray, task: str, *, threshold: float = 0.5) -> np.ndarray:
+    """Class codes from a model's raw output; binary scores at or above ``threshold`` are 1."""
     if task == "binary":
-        return (np.asarray(pred).reshape(-1) >= 0.5).astype(np.int64)
+        return (np.asarray(pred).reshape(-1) >= threshold).astype(np.int64)
     return np.argmax(pred, axis=1)
 
 
-def _classification(y: np.ndarray, pred: np.ndarray, spec: TaskSpec) -> dict[str, float]:
+def _classification(y: np.ndarray, pred: np.ndarray, spec: TaskSpec, labels: np.ndarray | None) -> dict[str, float]:
     proba = np.clip(class_probabilities(pred, spec.task), _EPS, 1 - _EPS)
     proba = proba / proba.sum(axis=1, keepdims=True)
-    labels = predicted_labels(pred, spec.task)
+    if labels is None:
+        labels = predicted_labels(pred, spec.task, threshold=spec.threshold)
     k = proba.shape[1]
     out = {
         "loss": float(skm.log_loss(y, proba, labels=np.arange(k))),
@@ -57,10 +59,13 @@ def _regression(y: np.ndarray, pred: np.ndarray, y_mean: float, y_std: float) ->
 
 
 def compute_metrics(
-    y: np.ndarray, pred: np.ndarray, spec: TaskSpec, *, y_mean: float = 0.0, y_std: float = 1.0
+    y: np.ndarray, pred: np.ndarray, spec: TaskSpec, *, labels: np.ndarray | None = None,
+    y_mean: float = 0.0, y_std: float = 1.0,
 ) -> dict[str, float]:
     """Every metric of the task from labels (or targets) and the model's raw output.
 
+    Label metrics (accuracy, macro-F1) use ``labels`` when given (the post-process stage's
+    decisions), else the task's threshold or argmax; score metrics use ``pred``.
     Regression errors are reported in the target's original units.
     Non-finite predictions give NaN scores instead of an exception.
     """
@@ -68,7 +73,7 @@ def compute_metrics(
         names = ["loss", "accuracy", "macro_f1"] if spec.is_classification else ["loss", "mse", "mae", "r2"]
         return {n: float("nan") for n in names}
     if spec.is_classification:
-        return _classification(np.asarray(y).astype(np.int64), pred, spec)
+        return _classification(np.asarray(y).astype(np.int64), pred, spec, labels)
     return _regression(y, pred, y_mean, y_std)
 
 

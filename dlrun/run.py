@@ -7,14 +7,14 @@ objects once, then passes plain values down.
 from __future__ import annotations
 
 import logging
-import os
-from contextlib import contextmanager
-from dataclasses import dataclass
+import math
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from dlrun import stages
+from dlrun.capabilities import FoldContext, capabilities_for
 from dlrun.config import Config
 from dlrun.data import load_table
 from dlrun.data.split import (
@@ -26,80 +26,11 @@ from dlrun.data.split import (
 )
 from dlrun.data.table import Splits, Table
 from dlrun.errors import ConfigError
+from dlrun.lock import run_folder_lock
+from dlrun.stages import FoldOutcome
 from dlrun.task import TaskSpec, task_spec
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FoldOutcome:
-    """Everything one training (one holdout split or one fold) produced."""
-
-    fit: object  # dlrun.train.FitResult
-    metrics: dict[str, dict[str, float]]
-    baseline: dict[str, float]
-    test_pred: np.ndarray
-    splits: Splits
-    params: int
-    model: object
-
-
-def _callbacks(cfg: Config, run_dir: Path) -> list:
-    import keras
-
-    reg, trainer = cfg.reg, cfg.trainer
-    cbs: list = []
-    if reg.early_stopping:
-        cbs.append(keras.callbacks.EarlyStopping(
-            monitor=reg.monitor, patience=reg.patience, min_delta=reg.min_delta,
-            restore_best_weights=reg.restore_best_weights,
-        ))
-    if trainer.reduce_lr_on_plateau:
-        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=5))
-    if trainer.tensorboard:
-        cbs.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
-    return cbs
-
-
-def _train_one(
-    cfg: Config, splits: Splits, spec: TaskSpec, run_dir: Path, on_epoch, *, fold: int = 0,
-    resume: bool = False, checkpoint: bool = True,
-) -> FoldOutcome:
-    from dlrun import checkpoint as ckpt
-    from dlrun.evaluate import baseline, evaluate_splits
-    from dlrun.models import build_model, load_weights
-    from dlrun.optim import build_optimizer
-    from dlrun.train import predict, train
-
-    model = build_model(
-        cfg.model, cfg.reg, input_shape=splits.input_shape, spec=spec, image_shape=splits.image_shape
-    )
-    if cfg.model.weights:
-        model = load_weights(model, cfg.model.weights)
-    steps = int(np.ceil(len(splits.y_train) / cfg.optimizer.batch_size))
-    optimizer = build_optimizer(cfg.optimizer, steps_per_epoch=steps, epochs=cfg.trainer.epochs)
-    path = ckpt.checkpoint_path(run_dir)
-    done = ckpt.restore(path, model, optimizer) if resume else None
-    history: list[dict[str, float]] = list(done.history) if done else []
-
-    def record(epoch: int, row: dict[str, float]) -> None:
-        history.append(row)
-        on_epoch(epoch, row)
-
-    callbacks = _callbacks(cfg, run_dir)
-    if checkpoint and cfg.trainer.checkpoint_every:
-        callbacks.append(ckpt.EpochCheckpoint(  # last: it restores the others' state on resume
-            path, every=cfg.trainer.checkpoint_every, fold=fold, history=history,
-            fingerprint=config_fingerprint(cfg), peers=callbacks, resumed=done,
-        ))
-    fit = train(
-        model, splits, spec, optimizer=optimizer, epochs=cfg.trainer.epochs,
-        batch_size=cfg.optimizer.batch_size, callbacks=callbacks,
-        loop=cfg.trainer.loop, on_epoch=record, seed=cfg.seed,
-        initial_epoch=done.epoch if done else 0, history=done.history if done else None,
-    )
-    metrics, test_pred = evaluate_splits(lambda x: predict(model, x), splits, spec)
-    return FoldOutcome(fit, metrics, baseline(splits, spec), test_pred, splits, model.count_params(), model)
 
 
 def config_fingerprint(cfg: Config) -> str:
@@ -174,40 +105,6 @@ def _split_plan(cfg: Config, table: Table) -> list[tuple[np.ndarray, np.ndarray,
     return [(dev[tr], dev[va], test) for tr, va in folds]
 
 
-@contextmanager
-def _claim(run_dir: Path):
-    """Hold ``<run>/.dlrun.lock`` while the job runs: two live processes never share a folder."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = run_dir / ".dlrun.lock"
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        holder = lock.read_text().strip()
-        if holder.isdigit() and int(holder) != os.getpid() and _alive(int(holder)):
-            raise ConfigError(
-                f"another dlrun process (pid {holder}) is writing into {run_dir}; give each run its "
-                "own hydra.run.dir"
-            ) from None
-        lock.unlink(missing_ok=True)  # left behind by a process that was killed
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(str(os.getpid()))
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def run_job(cfg_node: DictConfig, run_dir: Path, *, overrides: list[str] | None = None) -> float:
     """Run one configured experiment and write its run folder.
 
@@ -221,40 +118,66 @@ def run_job(cfg_node: DictConfig, run_dir: Path, *, overrides: list[str] | None 
         run diverged or was interrupted.
     """
     cfg: Config = OmegaConf.to_object(cfg_node)
-    with _claim(run_dir):
+    with run_folder_lock(run_dir):
         return _run(cfg, run_dir, overrides=overrides or [])
 
 
 def _run(cfg: Config, run_dir: Path, *, overrides: list[str]) -> float:
     from dlrun import runtime
-    from dlrun.progress import epoch_progress
     from dlrun.report.run_folder import write_run_folder
 
     table = _load(cfg)  # before TensorFlow starts: bad data answers fast
     runtime.import_tensorflow()  # its start-up lines go to run.log, whichever module needs it first
     resume_fold = _resume_fold(cfg, run_dir) if cfg.trainer.resume else None
     device = runtime.setup(cfg.trainer, seed=cfg.seed)
+    capabilities = capabilities_for(cfg)
     plan = _split_plan(cfg, table)
-    job = _sweep_job_tag()
     outcomes: list[FoldOutcome] = []
     spec: TaskSpec | None = None
     for i, (train, val, test) in enumerate(plan):
-        splits = make_splits(table, train, val, test, scaling=cfg.dataset.scaling)
-        spec = spec or task_spec(table.task, splits.n_classes, splits.y_train)
-        label = job + (f"fold {i + 1}/{len(plan)}" if len(plan) > 1 else table.name)
-        # Folds before the checkpointed one are re-trained (deterministically) without
-        # overwriting the checkpoint; the checkpointed fold continues from it.
-        redo = resume_fold is not None and i < resume_fold
-        with epoch_progress(cfg.trainer.progress, cfg.trainer.epochs, spec, label=label) as on_epoch:
-            outcome = _train_one(cfg, splits, spec, run_dir, on_epoch, fold=i,
-                                 resume=resume_fold == i, checkpoint=not redo)
+        ctx = FoldContext(cfg=cfg, run_dir=run_dir, fold=i, folds=len(plan), spec=spec)
+        splits = stages.prepare(make_splits(table, train, val, test, scaling=cfg.dataset.scaling),
+                                capabilities, ctx)
+        spec = ctx.spec = spec or task_spec(table.task, splits.n_classes, splits.train.y,
+                                            headline=cfg.task.headline, threshold=cfg.task.threshold)
+        outcome = _run_fold(splits, spec, capabilities, ctx, table_name=table.name,
+                            resume=resume_fold == i, redo=resume_fold is not None and i < resume_fold)
         outcomes.append(outcome)
         if outcome.fit.status != "ok":
             break
-    summary = write_run_folder(
-        run_dir, cfg=cfg, spec=spec, outcomes=outcomes, device=device,
+    record = write_run_folder(
+        run_dir, cfg=cfg, spec=spec, outcomes=outcomes, capabilities=capabilities, device=device,
         versions=runtime.versions(), overrides=overrides, dataset_name=table.name,
     )
-    if summary.status == "interrupted":
+    if record.status == "interrupted":
         raise KeyboardInterrupt  # the results so far are written; the CLI exits with 130
-    return summary.objective
+    return math.nan if record.objective is None else record.objective
+
+
+def _run_fold(splits: Splits, spec: TaskSpec, capabilities: list, ctx: FoldContext, *, table_name: str,
+              resume: bool, redo: bool) -> FoldOutcome:
+    """build → train → predict → post-process → evaluate, for one fold.
+
+    Folds before a checkpointed one are re-trained (deterministically) without overwriting
+    the checkpoint (``redo``); the checkpointed fold continues from it (``resume``).
+    """
+    from dlrun.progress import epoch_progress
+
+    cfg = ctx.cfg
+    model, built = stages.build(splits, spec, capabilities, ctx)
+    phases = stages.plan_phases(capabilities, ctx)
+    label = _sweep_job_tag() + (f"fold {ctx.fold + 1}/{ctx.folds}" if ctx.folds > 1 else table_name)
+    total = sum(p.epochs for p in phases)
+    with epoch_progress(cfg.trainer.progress, total, spec, label=label) as on_epoch:
+        fit, phase_record = stages.train_phases(
+            model, splits, spec, phases, capabilities, ctx, on_epoch=on_epoch,
+            fingerprint=config_fingerprint(cfg), resume=resume, checkpoint=not redo,
+        )
+    predictions = stages.predict_parts(model, splits)
+    labels = stages.post_process(predictions, splits, spec, capabilities, ctx)
+    outcome = FoldOutcome(
+        fold=ctx.fold, splits=splits, model=model, fit=fit, predictions=predictions, labels=labels,
+        metrics={}, baseline={}, params=model.count_params(),
+        phases=phase_record if len(phases) > 1 else [], built=built,
+    )
+    return stages.evaluate(outcome, spec, capabilities, ctx)

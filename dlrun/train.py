@@ -36,6 +36,7 @@ import tensorflow as tf
 from scipy.stats import rankdata
 
 from dlrun.data.table import Splits
+from dlrun.losses import per_row_loss
 from dlrun.metrics import _EPS, class_probabilities, predicted_labels
 from dlrun.task import TaskSpec
 
@@ -103,7 +104,7 @@ def epoch_scorer(splits: Splits, spec: TaskSpec) -> Callable[[np.ndarray], Row]:
     """
     stat = "accuracy" if spec.is_classification else "mae"
     names = ["loss", stat] + ([spec.headline] if spec.headline != stat else [])
-    y = np.asarray(splits.y_val)
+    y = np.asarray(splits.val.y)
     y_int = y.astype(np.int64)
     k = spec.units if spec.task == "multiclass" else 2
     two_classes = len(np.unique(y_int)) == 2
@@ -111,7 +112,7 @@ def epoch_scorer(splits: Splits, spec: TaskSpec) -> Callable[[np.ndarray], Row]:
     def classification(pred: np.ndarray) -> Row:
         proba = np.clip(class_probabilities(pred, spec.task), _EPS, 1 - _EPS)
         proba /= proba.sum(axis=1, keepdims=True)
-        labels = predicted_labels(pred, spec.task)
+        labels = predicted_labels(pred, spec.task, threshold=spec.threshold)
         out = {
             "loss": float(-np.mean(np.log(proba[np.arange(len(y_int)), y_int]))),
             "accuracy": float(np.mean(labels == y_int)),
@@ -123,9 +124,16 @@ def epoch_scorer(splits: Splits, spec: TaskSpec) -> Callable[[np.ndarray], Row]:
             out[spec.headline] = score(y_int, proba[:, 1]) if two_classes else math.nan
         return out
 
+    spread = float(np.sum((y - y.mean()) ** 2)) if len(y) > 1 else 0.0
+
     def regression(pred: np.ndarray) -> Row:
         err = pred.reshape(-1) - y
-        return {"loss": float(np.mean(err**2)), "mae": float(np.mean(np.abs(err)) * splits.y_std)}
+        out = {"loss": float(np.mean(err**2)), "mae": float(np.mean(np.abs(err)) * splits.y_std)}
+        if spec.headline == "mse":
+            out["mse"] = out["loss"] * splits.y_std**2
+        elif spec.headline == "r2":
+            out["r2"] = 1 - float(np.sum(err**2)) / spread if spread > 0 else math.nan
+        return out
 
     compute = classification if spec.is_classification else regression
 
@@ -187,16 +195,9 @@ class _EpochRunner:
         self.spec = spec
         self.batch_size = batch_size
         self.n_batches = math.ceil(n_train / batch_size)
+        self.loss = per_row_loss(spec)
         self.optimizer.build(model.trainable_variables)  # no variables may be made in the loop
         self.run = tf.function(self._epoch, autograph=False, reduce_retracing=True)
-
-    def _per_row_loss(self, y, pred):
-        pred = tf.cast(pred, tf.float32)
-        if self.spec.task == "binary":
-            return keras.losses.binary_crossentropy(tf.reshape(y, (-1, 1)), pred)
-        if self.spec.is_classification:
-            return keras.losses.sparse_categorical_crossentropy(y, pred)
-        return keras.losses.mean_squared_error(tf.reshape(y, (-1, 1)), pred)
 
     def _stat(self, y, pred):
         """Correct predictions (classification) or summed absolute error (regression)."""
@@ -204,7 +205,7 @@ class _EpochRunner:
         if not self.spec.is_classification:
             return tf.reduce_sum(tf.abs(y - tf.reshape(pred, (-1,))))
         if self.spec.task == "binary":
-            labels = tf.cast(tf.reshape(pred, (-1,)) >= 0.5, tf.float32)
+            labels = tf.cast(tf.reshape(pred, (-1,)) >= self.spec.threshold, tf.float32)
         else:
             labels = tf.cast(tf.argmax(pred, axis=-1), tf.float32)
         return tf.reduce_sum(tf.cast(tf.equal(labels, y), tf.float32))
@@ -215,7 +216,7 @@ class _EpochRunner:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             pred = self.model(xb, training=True)
-            weighted = self._per_row_loss(yb, pred) * wb
+            weighted = self.loss(yb, pred) * wb
             # Keras's "sum_over_batch_size": sum(loss * weight) / rows in the batch.
             total = tf.reduce_sum(weighted) / tf.cast(tf.size(idx), tf.float32)
             if self.model.losses:
@@ -262,14 +263,14 @@ def _fast_loop(
     sample_weight: np.ndarray, callbacks: keras.callbacks.CallbackList, on_epoch: EpochHook,
     seed: int, initial_epoch: int, history: list[Row],
 ) -> tuple[list[Row], str, str | None]:
-    runner = _EpochRunner(model, spec, batch_size=batch_size, n_train=len(splits.y_train))
-    x, x_val = tf.constant(splits.x_train), tf.constant(splits.x_val)
-    y = tf.constant(splits.y_train.astype(np.float32))
+    runner = _EpochRunner(model, spec, batch_size=batch_size, n_train=len(splits.train.y))
+    x, x_val = tf.constant(splits.train.x), tf.constant(splits.val.x)
+    y = tf.constant(splits.train.y.astype(np.float32))
     w = tf.constant(sample_weight.astype(np.float32))
     score_val = epoch_scorer(splits, spec)
     stat_name = "accuracy" if spec.is_classification else "mae"
     stat_scale = 1.0 if spec.is_classification else splits.y_std  # mae in the target's units
-    n = len(splits.y_train)
+    n = len(splits.train.y)
     status = "ok"
     callbacks.on_train_begin()
     for epoch in range(initial_epoch, epochs):
@@ -328,18 +329,10 @@ class _Recorder(keras.callbacks.Callback):
         self.rows.append(row)
         self.on_epoch(epoch + 1, row)
         # Keras hands this same dict to the callbacks after this one: they see dlrun's columns.
-        logs.update({k: v for k, v in row.items() if k != "epoch"})
+        logs.update({k: v for k, v in row.items() if k not in ("epoch", "phase")})
         if self.diverged or not math.isfinite(keras_loss):
             self.diverged = True
             self.model.stop_training = True
-
-
-def _data_loss_metric(spec: TaskSpec) -> keras.metrics.Metric:
-    if spec.task == "binary":
-        return keras.metrics.BinaryCrossentropy(name="data_loss")
-    if spec.is_classification:
-        return keras.metrics.SparseCategoricalCrossentropy(name="data_loss")
-    return keras.metrics.MeanSquaredError(name="data_loss")
 
 
 def _fit_loop(
@@ -349,16 +342,17 @@ def _fit_loop(
 ) -> tuple[list[Row], str, str | None]:
     stat = "accuracy" if spec.is_classification else "mae"
     recorder = _Recorder(
-        on_epoch=on_epoch, score_val=epoch_scorer(splits, spec), x_val=splits.x_val, stat=stat,
+        on_epoch=on_epoch, score_val=epoch_scorer(splits, spec), x_val=splits.val.x, stat=stat,
         stat_scale=1.0 if spec.is_classification else splits.y_std, history=history,
     )
-    model.compile(optimizer=model.optimizer, loss=spec.loss, metrics=[stat],
-                  weighted_metrics=[_data_loss_metric(spec)])
-    y = splits.y_train.astype(np.float32)
+    loss = per_row_loss(spec)
+    model.compile(optimizer=model.optimizer, loss=loss, metrics=[stat],
+                  weighted_metrics=[keras.metrics.MeanMetricWrapper(loss, name="data_loss")])
+    y = splits.train.y.astype(np.float32)
     if spec.units == 1:
         y = y.reshape(-1, 1)  # the data-loss metric, unlike the loss, does not reshape targets
     model.fit(
-        splits.x_train, y, sample_weight=sample_weight,
+        splits.train.x, y, sample_weight=sample_weight,
         epochs=epochs, initial_epoch=initial_epoch, batch_size=batch_size, shuffle=True,
         callbacks=[recorder, *callbacks.callbacks], verbose=0,
     )
@@ -370,26 +364,20 @@ def _fit_loop(
 # --- the entry point --------------------------------------------------------------------
 
 
-def row_weights(
-    splits: Splits, *, sample_weight: np.ndarray | None = None,
-    class_weight: Mapping[int, float] | None = None,
-) -> np.ndarray:
-    """One weight per training row: ``sample_weight`` times the weight of the row's class.
+def row_weights(splits: Splits, *, class_weight: Mapping[int, float] | None = None) -> np.ndarray:
+    """One weight per training row: the training part's sample weight times its class's weight.
 
     Raises:
-        ValueError: class weights on a regression task, or a weight vector of the wrong length.
+        ValueError: class weights on a regression task.
     """
-    n = len(splits.y_train)
-    weights = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    if weights.shape != (n,):
-        raise ValueError(f"sample_weight needs one weight per training row ({n}), got shape {weights.shape}")
+    weights = np.asarray(splits.train.weight, dtype=np.float64)
     if class_weight:
         if splits.task == "regression":
-            raise ValueError("class_weight applies to classification only; pass sample_weight instead")
+            raise ValueError("class_weight applies to classification only; set sample weights instead")
         per_class = np.ones(max(splits.n_classes, 2))
         for code, value in class_weight.items():
             per_class[int(code)] = float(value)
-        weights = weights * per_class[splits.y_train.astype(np.int64)]
+        weights = weights * per_class[splits.train.y.astype(np.int64)]
     return weights
 
 
@@ -403,7 +391,6 @@ def train(
     batch_size: int,
     callbacks: list[keras.callbacks.Callback],
     loop: str = "auto",
-    sample_weight: np.ndarray | None = None,
     class_weight: Mapping[int, float] | None = None,
     on_epoch: EpochHook | None = None,
     seed: int = 0,
@@ -422,8 +409,8 @@ def train(
         callbacks: Keras callbacks; EarlyStopping, ReduceLROnPlateau and TensorBoard work in
             both loops.
         loop: ``fast``, ``fit`` or ``auto`` (fast for in-memory arrays). Defaults to "auto".
-        sample_weight: one weight per training row. Defaults to ones.
-        class_weight: a weight per class code, multiplied into the row weights; classes
+        class_weight: a weight per class code, multiplied into the training part's sample
+            weights (``splits.train.weight``); classes
             not named keep weight 1. Defaults to None.
         on_epoch: called after each epoch with its 1-based number and history row.
         seed: shuffling seed. Defaults to 0.
@@ -437,8 +424,8 @@ def train(
     if loop not in ("auto", "fast", "fit"):
         raise ValueError(f"loop={loop!r} is not one of: auto, fast, fit")
     chosen = "fit" if loop == "fit" else "fast"
-    weights = row_weights(splits, sample_weight=sample_weight, class_weight=class_weight)
-    model.compile(optimizer=optimizer, loss=spec.loss)  # wraps the optimizer for mixed precision
+    weights = row_weights(splits, class_weight=class_weight)
+    model.compile(optimizer=optimizer, loss=per_row_loss(spec))  # wraps the optimizer for mixed precision
     _watch_direction(callbacks)
     cb_list = keras.callbacks.CallbackList(callbacks, model=model)
     rows: list[Row] = list(history or [])  # the loops append to it, so Ctrl-C keeps what ran

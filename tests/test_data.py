@@ -56,17 +56,17 @@ def test_scaling_is_fitted_on_the_training_split_only():
     table = Table("t", x, y, "binary", ["a", "b"])
     train, val, test = np.arange(0, 60), np.arange(60, 80), np.arange(80, 100)
     splits = make_splits(table, train, val, test, scaling="standard")
-    assert abs(splits.x_train.mean()) < 1e-5 and abs(splits.x_train.std() - 1) < 1e-4
+    assert abs(splits.train.x.mean()) < 1e-5 and abs(splits.train.x.std() - 1) < 1e-4
     # Validation and test rows lie above every training row, so they stay far from 0 if not refitted.
-    assert splits.x_val.min() > 1.5 and splits.x_test.min() > splits.x_val.max()
+    assert splits.val.x.min() > 1.5 and splits.test.x.min() > splits.val.x.max()
 
 
 def test_minmax_scaling_uses_training_range():
     x = np.linspace(0, 10, 50).reshape(-1, 1)
     table = Table("t", x, np.array([0, 1] * 25), "binary", ["a", "b"])
     splits = make_splits(table, np.arange(25), np.arange(25, 35), np.arange(35, 50), scaling="minmax")
-    assert splits.x_train.min() == 0 and splits.x_train.max() == 1
-    assert splits.x_test.max() > 1
+    assert splits.train.x.min() == 0 and splits.train.x.max() == 1
+    assert splits.test.x.max() > 1
 
 
 def test_regression_targets_are_standardized_with_training_statistics():
@@ -75,8 +75,8 @@ def test_regression_targets_are_standardized_with_training_statistics():
     splits = make_splits(Table("t", x, y, "regression"), np.arange(30), np.arange(30, 35),
                          np.arange(35, 40), scaling="none")
     assert splits.y_mean == pytest.approx(14.5)
-    assert splits.y_train.mean() == pytest.approx(0, abs=1e-9)
-    np.testing.assert_allclose(splits.y_test * splits.y_std + splits.y_mean, y[35:])
+    assert splits.train.y.mean() == pytest.approx(0, abs=1e-9)
+    np.testing.assert_allclose(splits.test.y * splits.y_std + splits.y_mean, y[35:])
 
 
 @pytest.mark.parametrize(
@@ -134,8 +134,8 @@ def test_csv_mixes_numeric_and_text_columns(tmp_path):
     assert table.task == "binary" and table.class_names == ["no", "yes"]
     train, val, test = holdout_indices(table.y, task="binary", test_size=0.2, val_size=0.2, seed=0)
     splits = make_splits(table, train, val, test, scaling="standard")
-    assert splits.x_train.shape[1] == 2 + 3  # two numeric columns, three one-hot city columns
-    assert set(np.unique(splits.x_train[:, 2:])) <= {0.0, 1.0}
+    assert splits.train.x.shape[1] == 2 + 3  # two numeric columns, three one-hot city columns
+    assert set(np.unique(splits.train.x[:, 2:])) <= {0.0, 1.0}
     assert "city_oslo" in splits.feature_names
 
 

@@ -207,36 +207,72 @@ def test_identical_runs_started_together_get_their_own_folders(tmp_path):
     assert len(folders) == 3 and all((f / "metrics.json").is_file() for f in folders)
 
 
-def test_a_run_folder_held_by_a_live_process_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
-    from dlrun.run import _claim
+_HOLDER = """
+import sys, time
+from dlrun.lock import hold
+hold(sys.argv[1])
+print("held", flush=True)
+time.sleep(120)
+"""
 
-    lock = tmp_path / ".dlrun.lock"
-    lock.write_text(str(os.getppid()))  # our parent: alive, and not us
-    with pytest.raises(ConfigError, match="another dlrun process"), _claim(tmp_path):
-        pass
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    lock.write_text(dead.stdout.strip())
-    with _claim(tmp_path):
-        assert lock.read_text() == str(os.getpid())
-    assert not lock.exists()
+
+def test_a_run_folder_held_by_a_live_process_is_refused_and_freed_when_it_is_killed(tmp_path):
+    from dlrun.lock import run_folder_lock
+
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match=rf"another dlrun process \(pid {holder.pid}\)"), \
+                run_folder_lock(tmp_path):
+            pass
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs; the kernel drops the lock
+        holder.wait()
+    assert (tmp_path / ".dlrun.lock").exists()  # left behind, and harmless
+    with run_folder_lock(tmp_path):
+        assert (tmp_path / ".dlrun.lock").read_text() == str(os.getpid())
+        with pytest.raises(ConfigError, match="another dlrun process"), run_folder_lock(tmp_path):
+            pass  # the same process cannot take a folder twice either
+    assert not (tmp_path / ".dlrun.lock").exists()
+
+
+@pytest.mark.slow
+def test_two_runs_started_at_once_into_one_folder_one_runs_one_is_refused(tmp_path):
+    args = ["trainer.epochs=30", "dataset.max_rows=100", "hydra.run.dir=shared", *TINY]
+    procs = [_start_cli(args, cwd=tmp_path) for _ in range(2)]
+    results = [(proc.wait(timeout=180), proc.stderr.read()) for proc in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, err in results if code == 2).strip().splitlines()
+    assert len(refused) == 1 and "another dlrun process" in refused[0]
+    assert (tmp_path / "shared" / "metrics.json").is_file()
 
 
 # ---------------------------------------------------------------- interruption
+
+
+def _add_callback(monkeypatch, callback) -> None:
+    """Plug ``callback`` into every run's training, as a capability registered last."""
+    from dlrun import capabilities
+
+    class Adds(capabilities.Capability):
+        def callbacks(self, ctx):
+            return [callback]
+
+    monkeypatch.setitem(capabilities._REGISTRY, "test_callback", lambda cfg: Adds())
 
 
 @pytest.mark.slow
 def test_an_interruption_before_the_first_epoch_still_writes_the_run_folder(tmp_path, monkeypatch):
     import keras
 
-    import dlrun.run
     from dlrun.run import run_job
 
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(dlrun.run, "_callbacks", lambda cfg, run_dir: [Interrupt()])
+    _add_callback(monkeypatch, Interrupt())
     cfg = compose_config(["trainer.epochs=3", "dataset.max_rows=100", *TINY])
     with pytest.raises(KeyboardInterrupt):
         run_job(cfg, tmp_path / "run")
@@ -251,7 +287,6 @@ def test_resume_keeps_early_stopping_and_plateau_state(tmp_path, monkeypatch):
     stops, and lowers its learning rate, at the same epochs as an uninterrupted one."""
     import keras
 
-    import dlrun.run
     from dlrun.run import run_job
 
     args = ["reg=early_stopping", "reg.patience=8", "trainer.reduce_lr_on_plateau=true",
@@ -273,9 +308,8 @@ def test_resume_keeps_early_stopping_and_plateau_state(tmp_path, monkeypatch):
             if epoch == cut:
                 raise KeyboardInterrupt
 
-    callbacks = dlrun.run._callbacks
     with monkeypatch.context() as patch:
-        patch.setattr(dlrun.run, "_callbacks", lambda cfg, run_dir: [*callbacks(cfg, run_dir), InterruptAt()])
+        _add_callback(patch, InterruptAt())  # after the run's own callbacks
         with pytest.raises(KeyboardInterrupt):
             run_job(compose_config(args), tmp_path / "cut")
     assert _metrics(tmp_path / "cut")["epochs_run"] == cut

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import keras
 import numpy as np
 import pytest
 
-from dlrun.data.table import Splits
+from dlrun.data.table import Part, Splits
 from dlrun.metrics import compute_metrics
 from dlrun.models.mlp import build_mlp
 from dlrun.task import task_spec
@@ -30,14 +31,14 @@ def make_splits(task: str = "binary", *, n: int = 300, seed: int = 0, noise: flo
         y, classes = signal.sum(axis=1).astype(np.float64), []
     a, b = int(0.6 * n), int(0.8 * n)
     return Splits(
-        x_train=x[:a], y_train=y[:a], x_val=x[a:b], y_val=y[a:b], x_test=x[b:], y_test=y[b:],
+        Part(x[:a], y[:a]), Part(x[a:b], y[a:b]), Part(x[b:], y[b:]),
         task=task, class_names=classes, feature_names=[f"f{i}" for i in range(6)],
     )
 
 
 def fit(splits: Splits, *, loop: str = "fast", epochs: int = 3, callbacks=(), lr: float = 1e-2,
         optimizer=None, seed: int = 0, **kwargs):
-    spec = task_spec(splits.task, splits.n_classes, splits.y_train)
+    spec = task_spec(splits.task, splits.n_classes, splits.train.y)
     keras.utils.set_random_seed(seed)
     model = build_mlp(splits.input_shape, spec, width=16, depth=1, **kwargs.pop("model_args", {}))
     result = train(
@@ -58,10 +59,10 @@ def test_epoch_scores_equal_scikit_learn_metrics(task, imbalanced):
     rng = np.random.default_rng(1)
     splits = make_splits(task, n=400)
     if imbalanced:  # few rows of class 1 make pr_auc / macro_f1 the headline
-        keep = (splits.y_train != 1) | (rng.random(len(splits.y_train)) < 0.1)
-        splits.y_train = splits.y_train[keep]
-    spec = task_spec(task, splits.n_classes, splits.y_train)
-    n = len(splits.y_val)
+        keep = (splits.train.y != 1) | (rng.random(len(splits.train.y)) < 0.1)
+        splits.train.y = splits.train.y[keep]
+    spec = task_spec(task, splits.n_classes, splits.train.y)
+    n = len(splits.val.y)
     if task == "binary":
         pred = np.round(rng.random((n, 1)), 1)  # rounding makes ties, which AUCs must handle
     elif task == "multiclass":
@@ -70,7 +71,7 @@ def test_epoch_scores_equal_scikit_learn_metrics(task, imbalanced):
         pred = rng.normal(size=(n, 1))
     splits.y_mean, splits.y_std = 3.0, 2.5
     fast = epoch_scorer(splits, spec)(pred)
-    slow = compute_metrics(splits.y_val, pred, spec, y_mean=3.0, y_std=2.5)
+    slow = compute_metrics(splits.val.y, pred, spec, y_mean=3.0, y_std=2.5)
     assert set(fast) == {"val_loss", f"val_{'accuracy' if spec.is_classification else 'mae'}",
                          f"val_{spec.headline}"}
     for name, value in fast.items():
@@ -79,15 +80,16 @@ def test_epoch_scores_equal_scikit_learn_metrics(task, imbalanced):
 
 def test_epoch_scores_are_nan_for_non_finite_predictions():
     splits = make_splits()
-    spec = task_spec("binary", 2, splits.y_train)
-    pred = np.full((len(splits.y_val), 1), np.nan)
+    spec = task_spec("binary", 2, splits.train.y)
+    pred = np.full((len(splits.val.y), 1), np.nan)
     assert all(math.isnan(v) for v in epoch_scorer(splits, spec)(pred).values())
 
 
-def test_class_weights_multiply_sample_weights():
+def test_class_weights_multiply_the_training_parts_sample_weights():
     splits = make_splits()
-    weights = row_weights(splits, sample_weight=np.full(len(splits.y_train), 2.0), class_weight={1: 5.0})
-    expected = np.where(splits.y_train == 1, 10.0, 2.0)
+    splits = replace(splits, train=replace(splits.train, weight=np.full(len(splits.train), 2.0)))
+    weights = row_weights(splits, class_weight={1: 5.0})
+    expected = np.where(splits.train.y == 1, 10.0, 2.0)
     np.testing.assert_array_equal(weights, expected)
 
 
@@ -152,7 +154,7 @@ def test_fast_and_fit_loops_reach_comparable_scores():
     for loop in LOOPS:
         model, result, spec = fit(splits, loop=loop, epochs=8)
         last = result.history[-1]
-        test = compute_metrics(splits.y_test, predict(model, splits.x_test), spec)
+        test = compute_metrics(splits.test.y, predict(model, splits.test.x), spec)
         scores[loop] = (last["loss"], last["val_loss"], test["accuracy"])
     (fast_loss, fast_val, fast_acc), (fit_loss, fit_val, fit_acc) = scores["fast"], scores["fit"]
     assert fast_loss == pytest.approx(fit_loss, rel=0.25)
@@ -188,7 +190,7 @@ def test_early_stopping_restores_the_best_weights(loop):
     model, result, spec = fit(splits, loop=loop, epochs=60, lr=0.05, callbacks=[stopper])
     assert result.stopped_early and result.epochs_run < 60
     val_losses = [row["val_loss"] for row in result.history]
-    restored = compute_metrics(splits.y_val, predict(model, splits.x_val), spec)["loss"]
+    restored = compute_metrics(splits.val.y, predict(model, splits.val.x), spec)["loss"]
     assert restored == pytest.approx(min(val_losses), rel=1e-5)
     assert restored < val_losses[-1]
 
@@ -218,7 +220,7 @@ def test_class_weights_change_the_loss_and_the_model(loop):
     heavy_model, heavy, _ = fit(splits, loop=loop, epochs=2, class_weight={1: 8.0})
     assert heavy.history[0]["loss"] != pytest.approx(plain.history[0]["loss"], rel=1e-3)
     # Weighting class 1 up makes the model call class 1 more often.
-    share = lambda m: float(np.mean(predict(m, splits.x_val) >= 0.5))  # noqa: E731
+    share = lambda m: float(np.mean(predict(m, splits.val.x) >= 0.5))  # noqa: E731
     assert share(heavy_model) > share(plain_model)
 
 
@@ -258,14 +260,14 @@ def test_the_epoch_graph_is_traced_once_per_run():
     from dlrun.train import _EpochRunner
 
     splits = make_splits()
-    spec = task_spec("binary", 2, splits.y_train)
+    spec = task_spec("binary", 2, splits.train.y)
     model = build_mlp(splits.input_shape, spec, width=8, depth=1)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=spec.loss)
-    runner = _EpochRunner(model, spec, batch_size=32, n_train=len(splits.y_train))
-    y = splits.y_train.astype(np.float32)
+    runner = _EpochRunner(model, spec, batch_size=32, n_train=len(splits.train.y))
+    y = splits.train.y.astype(np.float32)
     for epoch in range(3):  # a new permutation every epoch, as in training
         perm = np.random.default_rng(epoch).permutation(len(y)).astype(np.int32)
-        runner.run(splits.x_train, y, np.ones_like(y), perm, splits.x_val)
+        runner.run(splits.train.x, y, np.ones_like(y), perm, splits.val.x)
     assert runner.run.experimental_get_tracing_count() == 1
 
 
@@ -288,7 +290,7 @@ def test_batch_norm_and_dropout_train_in_training_mode_only():
     moving_mean = model.get_layer("bn_0").moving_mean
     assert result.status == "ok"
     assert np.any(keras.ops.convert_to_numpy(moving_mean) != 0.0)  # updated by training steps
-    np.testing.assert_array_equal(predict(model, splits.x_val), predict(model, splits.x_val))
+    np.testing.assert_array_equal(predict(model, splits.val.x), predict(model, splits.val.x))
 
 
 @pytest.mark.slow
@@ -296,12 +298,12 @@ def test_validation_larger_than_one_chunk_is_predicted_whole():
     from dlrun.train import _EVAL_BATCH, _EpochRunner
 
     splits = make_splits()
-    splits.x_val = np.random.default_rng(0).normal(size=(_EVAL_BATCH + 300, 6)).astype(np.float32)
-    spec = task_spec("binary", 2, splits.y_train)
+    splits.val.x = np.random.default_rng(0).normal(size=(_EVAL_BATCH + 300, 6)).astype(np.float32)
+    spec = task_spec("binary", 2, splits.train.y)
     model = build_mlp(splits.input_shape, spec, width=8, depth=1)
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss=spec.loss)  # weights stay put
-    runner = _EpochRunner(model, spec, batch_size=32, n_train=len(splits.y_train))
-    y = splits.y_train.astype(np.float32)
+    runner = _EpochRunner(model, spec, batch_size=32, n_train=len(splits.train.y))
+    y = splits.train.y.astype(np.float32)
     perm = np.arange(len(y), dtype=np.int32)
-    val_pred = runner.run(splits.x_train, y, np.ones_like(y), perm, splits.x_val)[3].numpy()
-    np.testing.assert_allclose(val_pred, predict(model, splits.x_val), rtol=1e-5)
+    val_pred = runner.run(splits.train.x, y, np.ones_like(y), perm, splits.val.x)[3].numpy()
+    np.testing.assert_allclose(val_pred, predict(model, splits.val.x), rtol=1e-5)

@@ -93,7 +93,8 @@ def load(cfg: DatasetConfig) -> Table:
     if cfg.sensitive is not None:
         if cfg.sensitive not in frame.columns:
             raise DataError(f"dataset.sensitive={cfg.sensitive!r} is not a column of {path}")
-        sensitive = frame[cfg.sensitive].astype(str).to_numpy()
+        column = frame[cfg.sensitive] if cfg.sensitive_as_feature else frame.pop(cfg.sensitive)
+        sensitive = column.astype(str).to_numpy()
     if frame.shape[1] == 0:
         raise DataError(f"{path} has no feature columns besides the target {target!r}")
     task = cfg.task or infer_task(y_raw)

@@ -16,7 +16,7 @@ from sklearn.model_selection import (
 )
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
-from dlrun.data.table import Splits, Table
+from dlrun.data.table import Part, Splits, Table
 from dlrun.errors import DataError
 
 # Text columns with more distinct values than this keep the most frequent ones only.
@@ -52,13 +52,7 @@ def subsample(table: Table, max_rows: int | None, *, seed: int) -> Table:
         random_state=seed,
         stratify=_stratify(table.y, table.task),
     )
-    idx = np.sort(idx)
-    x = table.x.iloc[idx].reset_index(drop=True) if isinstance(table.x, pd.DataFrame) else table.x[idx]
-    sens = table.sensitive[idx] if table.sensitive is not None else None
-    return Table(
-        table.name, x, table.y[idx], table.task, table.class_names, table.scaled, sens,
-        table.image_shape,
-    )
+    return table.take(np.sort(idx))
 
 
 def holdout_indices(
@@ -129,32 +123,37 @@ def _as_text(x: pd.DataFrame) -> pd.DataFrame:
 def make_splits(
     table: Table, train: np.ndarray, val: np.ndarray, test: np.ndarray, *, scaling: str
 ) -> Splits:
-    """Cut the table by row indices and fit scaling / encoding on the training rows only."""
+    """Cut the table by row positions and fit scaling / encoding on the training rows only.
+
+    Each part carries its rows' original index and sensitive attribute; sample weights
+    start at one (the prepare stage may change the training part's).
+    """
     x_parts = [_take(table.x, i) for i in (train, val, test)]
     if isinstance(table.x, pd.DataFrame):
         x_parts = [_as_text(p) for p in x_parts]
     transformer = None if table.scaled else _transformer(table.x, scaling)
     if transformer is not None:
-        x_train = transformer.fit_transform(x_parts[0])
-        x_val, x_test = (transformer.transform(p) for p in x_parts[1:])
+        xs = [transformer.fit_transform(x_parts[0]), *(transformer.transform(p) for p in x_parts[1:])]
         names = [str(n) for n in transformer.get_feature_names_out()] if hasattr(
             transformer, "get_feature_names_out"
         ) and isinstance(table.x, pd.DataFrame) else _default_names(table.x)
     else:
-        x_train, x_val, x_test = (np.asarray(p, dtype=np.float32) for p in x_parts)
+        xs = [np.asarray(p, dtype=np.float32) for p in x_parts]
         names = _default_names(table.x)
-    y_train, y_val, y_test = table.y[train], table.y[val], table.y[test]
+    ys = [table.y[i] for i in (train, val, test)]
     y_mean, y_std = 0.0, 1.0
     if table.task == "regression":
-        y_mean, y_std = float(np.mean(y_train)), float(np.std(y_train) or 1.0)
-        y_train, y_val, y_test = ((v - y_mean) / y_std for v in (y_train, y_val, y_test))
-    as32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+        y_mean, y_std = float(np.mean(ys[0])), float(np.std(ys[0]) or 1.0)
+        ys = [(v - y_mean) / y_std for v in ys]
+    parts = [
+        Part(x=np.ascontiguousarray(x, dtype=np.float32), y=y, index=table.index[rows],
+             group=table.sensitive[rows] if table.sensitive is not None else None)
+        for x, y, rows in zip(xs, ys, (train, val, test), strict=True)
+    ]
+    columns = [str(c) for c in table.x.columns] if isinstance(table.x, pd.DataFrame) else None
     return Splits(
-        x_train=as32(x_train), y_train=y_train, x_val=as32(x_val), y_val=y_val,
-        x_test=as32(x_test), y_test=y_test, task=table.task, class_names=table.class_names,
-        feature_names=names, y_mean=y_mean, y_std=y_std,
-        sensitive_test=table.sensitive[test] if table.sensitive is not None else None,
-        image_shape=table.image_shape,
+        *parts, task=table.task, class_names=table.class_names, feature_names=names,
+        input_columns=columns, y_mean=y_mean, y_std=y_std, image_shape=table.image_shape,
     )
 
 

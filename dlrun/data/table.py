@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+
+PARTS = ("train", "val", "test")
 
 
 @dataclass
@@ -19,7 +21,11 @@ class Table:
         task: ``binary``, ``multiclass`` or ``regression``.
         class_names: the label of each class code (classification only).
         scaled: True when the loader already put features on a fixed scale (pixels / 255).
-        sensitive: the sensitive attribute per row, when the config names one.
+        sensitive: the sensitive attribute per row, when the config names one; it is not
+            among the features unless ``dataset.sensitive_as_feature`` put it there too.
+        image_shape: (height, width, channels) of flat images.
+        index: each row's position in the table as loaded (kept through subsampling).
+            Defaults to ``0..n-1``.
     """
 
     name: str
@@ -29,33 +35,87 @@ class Table:
     class_names: list[str] = field(default_factory=list)
     scaled: bool = False
     sensitive: np.ndarray | None = None
-    image_shape: tuple[int, int, int] | None = None  # (height, width, channels) of flat images
+    image_shape: tuple[int, int, int] | None = None
+    index: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.index is None:
+            self.index = np.arange(len(self.y))
 
     @property
     def n_rows(self) -> int:
         return len(self.y)
 
+    def take(self, rows: np.ndarray) -> Table:
+        """The table restricted to ``rows`` (positions), metadata included."""
+        x = self.x.iloc[rows].reset_index(drop=True) if isinstance(self.x, pd.DataFrame) else self.x[rows]
+        sensitive = self.sensitive[rows] if self.sensitive is not None else None
+        return replace(self, x=x, y=self.y[rows], sensitive=sensitive, index=self.index[rows])
+
+
+@dataclass
+class Part:
+    """One split (train, validation or test): model-ready rows and their metadata.
+
+    Attributes:
+        x: float32 features.
+        y: class codes (classification) or standardized targets (regression).
+        index: each row's position in the loaded table; -1 for a synthetic row (one a
+            resampler made). Defaults to ``0..n-1``.
+        weight: each row's sample weight in the loss. Defaults to ones.
+        group: the sensitive attribute of each row, when the dataset names one.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    index: np.ndarray | None = None
+    weight: np.ndarray | None = None
+    group: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.y)
+        if self.index is None:
+            self.index = np.arange(n)
+        if self.weight is None:
+            self.weight = np.ones(n)
+        sizes = {"x": len(self.x), "index": len(self.index), "weight": len(self.weight)}
+        if self.group is not None:
+            sizes["group"] = len(self.group)
+        wrong = {k: v for k, v in sizes.items() if v != n}
+        if wrong:
+            raise ValueError(f"a split's per-row arrays must all have {n} rows (one per target); got {wrong}")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, rows: np.ndarray) -> Part:
+        """The rows at ``rows`` (positions; repeats allowed), metadata carried along."""
+        group = self.group[rows] if self.group is not None else None
+        return replace(self, x=self.x[rows], y=self.y[rows], index=self.index[rows],
+                       weight=self.weight[rows], group=group)
+
 
 @dataclass
 class Splits:
-    """Model-ready arrays: float32 features, preprocessing fitted on train only.
+    """Train, validation and test parts, preprocessing fitted on the training rows only.
 
-    ``y_*`` hold class codes for classification and (standardized) targets for regression;
-    ``y_mean``/``y_std`` undo the standardization when reporting regression errors.
+    ``y_mean``/``y_std`` undo the standardization of regression targets when errors are
+    reported in the target's own units.
+
+    Attributes:
+        input_columns: the source columns the model sees (before encoding), when the data
+            is a table; ``feature_names`` are the encoded inputs.
     """
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    train: Part
+    val: Part
+    test: Part
     task: str
     class_names: list[str]
     feature_names: list[str]
+    input_columns: list[str] | None = None
     y_mean: float = 0.0
     y_std: float = 1.0
-    sensitive_test: np.ndarray | None = None
     image_shape: tuple[int, int, int] | None = None
 
     @property
@@ -64,7 +124,11 @@ class Splits:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
+        return tuple(self.train.x.shape[1:])
+
+    def parts(self) -> dict[str, Part]:
+        """``{"train": ..., "val": ..., "test": ...}``."""
+        return {name: getattr(self, name) for name in PARTS}
 
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+        return {name: len(part) for name, part in self.parts().items()}

@@ -5,31 +5,22 @@ from __future__ import annotations
 import logging
 import math
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from dlrun.capabilities import Capability, RunContext
 from dlrun.config import Config
 from dlrun.diagnosis import Diagnosis, diagnose
-from dlrun.report.files import write_csv, write_json, write_text
+from dlrun.record import RunRecord, write_record
+from dlrun.report.files import write_csv, write_text
 from dlrun.task import TaskSpec
 
 log = logging.getLogger(__name__)
 
-METRICS = "metrics.json"
 HISTORY = "history.csv"
-
-
-@dataclass
-class RunSummary:
-    """The headline facts of a finished run, as written to ``metrics.json``."""
-
-    status: str
-    objective: float
-    metrics: dict[str, Any]
 
 
 def _nanmean(values: list[float]) -> float:
@@ -62,7 +53,7 @@ def _curve_frame(history: pd.DataFrame) -> pd.DataFrame:
     """Mean curve over folds (the history itself for a holdout run)."""
     if "fold" not in history or history.empty:
         return history
-    return history.drop(columns="fold").groupby("epoch", as_index=False).mean()
+    return history.drop(columns="fold").groupby("epoch", as_index=False).mean(numeric_only=True)
 
 
 def describe_config(cfg: Config) -> str:
@@ -86,85 +77,88 @@ def _diagnose(cfg: Config, spec: TaskSpec, outcomes, fold_metrics) -> Diagnosis:
     return diagnose(
         outcomes[0].fit.history, train_score=train_score, val_score=val_score,
         fit_metric=spec.fit_metric, cfg=cfg.diagnosis, restored_best=restored,
-        n_val=sum(len(o.splits.y_val) for o in outcomes),
+        n_val=sum(len(o.splits.val) for o in outcomes),
     )
 
 
+def _inputs(cfg: Config, outcome) -> dict[str, Any]:
+    """What the model saw: source columns (tables), encoded width, the attribute kept aside."""
+    splits = outcome.splits
+    kept_aside = cfg.dataset.sensitive if cfg.dataset.sensitive and not cfg.dataset.sensitive_as_feature else None
+    return {"columns": splits.input_columns, "width": int(np.prod(splits.input_shape)),
+            "kept_aside": kept_aside}
+
+
+def _record(cfg: Config, spec: TaskSpec, outcomes, *, status: str, diagnosis: Diagnosis, device: str,
+            versions: dict[str, str], overrides: list[str], dataset_name: str) -> RunRecord:
+    """The run's record from its folds: metrics averaged over folds, with their spread."""
+    last = outcomes[-1]
+    fold_metrics = [o.metrics for o in outcomes]
+    spread = {s: _mean_std([m[s] for m in fold_metrics]) for s in ("train", "val", "test")}
+    mean = {s: m for s, (m, _) in spread.items()}
+    fit_seconds = float(sum(o.fit.fit_seconds for o in outcomes))
+    epochs_run = int(sum(o.fit.epochs_run for o in outcomes))
+    objective = mean["val"].get(spec.headline, math.nan) if status == "ok" else math.nan
+    record = RunRecord(
+        status=status,
+        message=next((o.fit.message for o in outcomes if o.fit.message), None),
+        objective=objective,
+        diverged_epoch=last.fit.epochs_run if status == "diverged" else None,
+        dataset=dataset_name, task=spec.task, model=cfg.model.name, reg=cfg.reg.name,
+        optimizer=cfg.optimizer.name, lr=cfg.optimizer.lr, batch_size=cfg.optimizer.batch_size,
+        headline=spec.headline, greater_is_better=spec.greater_is_better, fit_metric=spec.fit_metric,
+        train=mean["train"], val=mean["val"], test=mean["test"], baseline=last.baseline,
+        best_epoch=diagnosis.best_epoch, epochs_run=epochs_run,
+        stopped_early=any(o.fit.stopped_early for o in outcomes),
+        fit_seconds=fit_seconds, seconds_per_epoch=fit_seconds / max(epochs_run, 1),
+        loop=last.fit.loop, device=device, params=last.params, sizes=last.splits.sizes(),
+        eval={"protocol": cfg.eval.name, "folds": len(outcomes)}, diagnosis=diagnosis.to_dict(),
+        inputs=_inputs(cfg, last), phases=last.phases or None,
+        seed=cfg.seed, overrides=overrides, versions=versions,
+    )
+    if len(outcomes) > 1:
+        record.std = {s: std for s, (_, std) in spread.items()}
+        record.folds = [{"fold": i + 1, **m, "epochs_run": o.fit.epochs_run}
+                        for i, (o, m) in enumerate(zip(outcomes, fold_metrics, strict=True))]
+    return record
+
+
 def write_run_folder(
-    run_dir: Path, *, cfg: Config, spec: TaskSpec, outcomes, device: str,
-    versions: dict[str, str], overrides: list[str], dataset_name: str,
-) -> RunSummary:
-    """Write every file of the run-folder contract and return the run's summary."""
-    from dlrun.evaluate import class_report, confusion
-    from dlrun.report.plots import plot_confusion, plot_curves
+    run_dir: Path, *, cfg: Config, spec: TaskSpec, outcomes, capabilities: list[Capability],
+    device: str, versions: dict[str, str], overrides: list[str], dataset_name: str,
+) -> RunRecord:
+    """The report stage: every file of the run-folder contract; returns the run's record.
+
+    The core writes ``history.csv``, ``curves.png``, ``metrics.json`` and ``summary.md``;
+    each capability's :meth:`~dlrun.capabilities.Capability.report` adds its own files,
+    metrics (under its name in ``metrics.json``) and summary section.
+    """
+    from dlrun.report.plots import plot_curves
     from dlrun.report.summary import write_summary
 
     run_dir = Path(run_dir)
-    last = outcomes[-1]
     status = next((o.fit.status for o in outcomes if o.fit.status != "ok"), "ok")
     history = _history_frame(outcomes)
     write_csv(run_dir / HISTORY, history)
-
-    fold_metrics = [o.metrics for o in outcomes]
-    spread = {s: _mean_std([m[s] for m in fold_metrics]) for s in ("train", "val", "test")}
-    splits_mean = {s: mean for s, (mean, _) in spread.items()}
-    splits_std = {s: std for s, (_, std) in spread.items()}
-    diagnosis = _diagnose(cfg, spec, outcomes, fold_metrics)
-    best = diagnosis.best_epoch
-    fit_seconds = float(sum(o.fit.fit_seconds for o in outcomes))
-    epochs_run = int(sum(o.fit.epochs_run for o in outcomes))
-    objective = splits_mean["val"].get(spec.headline, math.nan) if status == "ok" else math.nan
-    metrics: dict[str, Any] = {
-        "status": status,
-        "message": next((o.fit.message for o in outcomes if o.fit.message), None),
-        "diverged_epoch": last.fit.epochs_run if status == "diverged" else None,
-        "dataset": dataset_name, "task": spec.task, "model": cfg.model.name, "reg": cfg.reg.name,
-        "optimizer": cfg.optimizer.name, "lr": cfg.optimizer.lr, "batch_size": cfg.optimizer.batch_size,
-        "headline": spec.headline, "greater_is_better": spec.greater_is_better,
-        "fit_metric": spec.fit_metric, "objective": objective,
-        **splits_mean,
-        "baseline": last.baseline,
-        "best_epoch": best, "epochs_run": epochs_run, "stopped_early": any(o.fit.stopped_early for o in outcomes),
-        "fit_seconds": fit_seconds, "seconds_per_epoch": fit_seconds / max(epochs_run, 1),
-        "loop": last.fit.loop, "device": device, "params": last.params,
-        "sizes": last.splits.sizes(),
-        "eval": {"protocol": cfg.eval.name, "folds": len(outcomes)},
-        "diagnosis": diagnosis.to_dict(),
-        "seed": cfg.seed, "overrides": overrides, "versions": versions,
-    }
-    if len(outcomes) > 1:
-        metrics["std"] = splits_std
-        metrics["folds"] = [{"fold": i + 1, **m, "epochs_run": o.fit.epochs_run}
-                            for i, (o, m) in enumerate(zip(outcomes, fold_metrics, strict=True))]
-
+    diagnosis = _diagnose(cfg, spec, outcomes, [o.metrics for o in outcomes])
     if not history.empty:
         # The per-epoch metric recorded for train and validation alike (the headline is
         # validation-only in history), so the two curves can be compared.
         plot_curves(_curve_frame(history), run_dir / "curves.png",
                     metric="accuracy" if spec.is_classification else "mae",
-                    best_epoch=best, title=f"{cfg.model.name} on {dataset_name} ({cfg.reg.name})")
-    if spec.is_classification and status == "ok":
-        matrix = sum(confusion(o.splits, o.test_pred, spec) for o in outcomes)
-        plot_confusion(matrix, last.splits.class_names, run_dir / "confusion_matrix.png",
-                       title=f"test confusion matrix ({dataset_name})")
-        report = class_report(
-            np.concatenate([o.splits.y_test for o in outcomes]),
-            np.concatenate([o.test_pred for o in outcomes]), spec, class_names=last.splits.class_names,
-        )
-        write_csv(run_dir / "classification_report.csv", report, index=True)
-    if cfg.trainer.save_model and status == "ok":
-        _save_model(last.model, run_dir / "model.keras")
-    write_json(run_dir / METRICS, metrics)
-    write_summary(run_dir, cfg=cfg, spec=spec, metrics=metrics, diagnosis=diagnosis,
-                  config_line=describe_config(cfg))
-    return RunSummary(status, objective, metrics)
-
-
-def _save_model(model, path: Path) -> None:
-    """Save via a temporary name in the same folder, then rename (atomic)."""
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    tmp.replace(path)
+                    best_epoch=diagnosis.best_epoch,
+                    title=f"{cfg.model.name} on {dataset_name} ({cfg.reg.name})")
+    record = _record(cfg, spec, outcomes, status=status, diagnosis=diagnosis, device=device,
+                     versions=versions, overrides=overrides, dataset_name=dataset_name)
+    ctx = RunContext(cfg=cfg, run_dir=run_dir, spec=spec, dataset=dataset_name, status=status)
+    sections = [section for cap in capabilities if (section := cap.report(outcomes, ctx)) is not None]
+    for section in sections:
+        if section.metrics is not None:
+            record.sections[section.name] = section.metrics
+    write_record(run_dir, record)
+    write_summary(run_dir, cfg=cfg, spec=spec, record=record, diagnosis=diagnosis,
+                  config_line=describe_config(cfg), sections=sections)
+    return record
 
 
 def write_failure(run_dir: Path, error: BaseException, *, overrides: list[str], seed: int | None) -> None:
@@ -172,9 +166,7 @@ def write_failure(run_dir: Path, error: BaseException, *, overrides: list[str], 
     run_dir = Path(run_dir)
     message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     write_text(run_dir / "error.txt", "".join(traceback.format_exception(error)))
-    write_json(run_dir / METRICS, {
-        "status": "failed", "message": f"{type(error).__name__}: {message}", "objective": None,
-        "overrides": overrides, "seed": seed,
-    })
+    write_record(run_dir, RunRecord(status="failed", message=f"{type(error).__name__}: {message}",
+                                    overrides=overrides, seed=seed))
     write_text(run_dir / "summary.md", f"# Run failed\n\n{type(error).__name__}: {message}\n\n"
                "The full traceback is in [error.txt](error.txt).\n")

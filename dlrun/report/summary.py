@@ -8,6 +8,7 @@ from typing import Any
 
 from dlrun.config import Config
 from dlrun.diagnosis import Diagnosis
+from dlrun.record import RunRecord, Section
 from dlrun.report.files import write_text
 from dlrun.task import TaskSpec
 
@@ -24,38 +25,39 @@ def _num(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def score_table(metrics: dict[str, Any], spec: TaskSpec) -> str:
+def score_table(record: RunRecord, spec: TaskSpec) -> str:
     """A markdown table: one row per split plus the dumb baseline on the test split."""
     order = ["loss", "accuracy", "macro_f1", "roc_auc", "pr_auc"] if spec.is_classification else [
         "loss", "mae", "mse", "r2"]
-    cols = [c for c in order if any(c in (metrics.get(s) or {}) for s in ("train", "val", "test"))]
+    cols = [c for c in order if any(c in record.split(s) for s in ("train", "val", "test"))]
     lines = ["| split | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     baseline_name = "baseline: majority class" if spec.is_classification else "baseline: training mean"
     for name, key in (("train", "train"), ("validation", "val"), ("test", "test"), (baseline_name, "baseline")):
-        row = metrics.get(key) or {}
+        row = record.split(key)
         lines.append(f"| {name} | " + " | ".join(_num(row.get(c)) for c in cols) + " |")
     return "\n".join(lines)
 
 
 def write_summary(
-    run_dir: Path, *, cfg: Config, spec: TaskSpec, metrics: dict[str, Any], diagnosis: Diagnosis,
-    config_line: str,
+    run_dir: Path, *, cfg: Config, spec: TaskSpec, record: RunRecord, diagnosis: Diagnosis,
+    config_line: str, sections: list[Section] = (),
 ) -> Path:
-    status = metrics["status"]
-    head = metrics["test"].get(spec.headline, math.nan)
-    base = metrics["baseline"].get(spec.headline, math.nan)
+    """Write ``summary.md``: the run, its scores, the diagnosis, each section, the files."""
+    status = record.status
+    head = record.score("test", spec.headline)
+    base = record.score("baseline", spec.headline)
     better = "higher" if spec.greater_is_better else "lower"
     lines = [
-        f"# {cfg.model.name} on {metrics['dataset']}: {diagnosis.verdict}",
+        f"# {cfg.model.name} on {record.dataset}: {diagnosis.verdict}",
         "",
         f"**Run:** {config_line}",
         "",
-        f"**Status:** {_STATUS_TEXT.get(status, status)} · {metrics['epochs_run']} epochs in "
-        f"{metrics['fit_seconds']:.1f} s ({metrics['loop']} loop, {metrics['device']}) · "
-        f"{metrics['params']:,} parameters · best epoch {_num(metrics['best_epoch'])}",
+        f"**Status:** {_STATUS_TEXT.get(status, status)} · {record.epochs_run} epochs in "
+        f"{record.fit_seconds:.1f} s ({record.loop} loop, {record.device}) · "
+        f"{record.params:,} parameters · best epoch {_num(record.best_epoch)}",
     ]
-    if metrics.get("message"):
-        lines += ["", f"> {metrics['message']}"]
+    if record.message:
+        lines += ["", f"> {record.message}"]
     if status == "interrupted" and (Path(run_dir) / "checkpoint").is_dir():
         lines += ["", "To continue from the last checkpoint, run the same command with "
                   f"`trainer.resume=true hydra.run.dir={Path(run_dir).resolve()}`."]
@@ -66,18 +68,17 @@ def write_summary(
         "",
         "## Scores",
         "",
-        score_table(metrics, spec),
+        score_table(record, spec),
     ]
-    if "std" in metrics:
-        lines += ["", f"Means over {metrics['eval']['folds']} folds; standard deviations are in metrics.json."]
+    if record.std is not None:
+        lines += ["", f"Means over {record.eval['folds']} folds; standard deviations are in metrics.json."]
     lines += ["", f"## Diagnosis: {diagnosis.verdict}", ""]
     lines += [f"- {e}" for e in diagnosis.evidence]
     lines += ["", "Usual remedies:", ""] + [f"- {r}" for r in diagnosis.remedies]
+    for section in sections:
+        if section.summary:
+            lines += ["", f"## {section.name.replace('_', ' ').capitalize()}", "", *section.summary]
     lines += ["", "## Files", "", "- [learning curves](curves.png)"]
-    if spec.is_classification and status == "ok":
-        lines += ["- [confusion matrix](confusion_matrix.png)",
-                  "- [per-class report](classification_report.csv)"]
+    lines += [f"- [{label}]({name})" for section in sections for label, name in section.files]
     lines += ["- [per-epoch history](history.csv)", "- [all metrics](metrics.json)"]
-    if cfg.trainer.save_model and status == "ok":
-        lines.append("- [model](model.keras)")
     return write_text(Path(run_dir) / "summary.md", "\n".join(lines) + "\n")

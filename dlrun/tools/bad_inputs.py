@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlrun.lock import hold
+
 EXIT_USER_ERROR = 2
 # Every case stays tiny in case it gets past its error (a regression): two epochs, no bars.
 _QUIET = ("trainer.epochs=2", "trainer.progress=none")
@@ -129,10 +131,14 @@ CASES: list[Case] = [
     Case("joblib with no workers", ("-m", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0",
                                     "hydra.sweep.dir={data}/sweep_n0"), "the sweep could not run: n_jobs == 0"),
     Case("run folder another process writes into", ("hydra.run.dir={data}/busy_run",),
-         "another dlrun process (pid 1) is writing into"),
+         "another dlrun process (pid"),
     Case("resume without a checkpoint", ("trainer.resume=true", "hydra.run.dir={data}/fresh_run"),
          "trainer.resume=true but"),
 ]
+
+
+# Run-folder locks held for the cases that need a busy folder (released when this process ends).
+_HELD: list[int] = []
 
 
 def make_fixtures(root: Path) -> Path:
@@ -148,8 +154,7 @@ def make_fixtures(root: Path) -> Path:
     (root / "header.csv").write_text("a,b,y\n")
     (root / "binary.csv").write_bytes(bytes(range(128, 256)) * 8)
     (root / "corrupt.weights.h5").write_bytes(b"this is not an HDF5 file")
-    (root / "busy_run").mkdir(exist_ok=True)
-    (root / "busy_run" / ".dlrun.lock").write_text("1")  # pid 1 is always alive
+    _HELD.append(hold(root / "busy_run"))  # held by this process until it exits
     (root / "images_empty").mkdir(exist_ok=True)
     flat = root / "images_flat"
     flat.mkdir(exist_ok=True)

@@ -1,0 +1,228 @@
+"""The stages of one fold, each a plain function over typed values.
+
+**prepare** (splits → training data) → **build** (the model) → **train** (one or more
+:class:`Phase` s) → **predict** (raw outputs of every part) → **post-process** (raw
+outputs → class codes) → **evaluate** (metrics). The report stage, over every fold, is
+:func:`dlrun.report.run_folder.write_run_folder`. Capabilities
+(:mod:`dlrun.capabilities`) plug into each stage through their hooks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from dlrun.capabilities import Capability, Decide, FoldContext
+from dlrun.config import OptimizerConfig
+from dlrun.data.table import Part, Splits
+from dlrun.task import TaskSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Phase:
+    """One training phase: which layers train, with which optimizer, for how many epochs.
+
+    Attributes:
+        name: shown in the record (``head``, ``fine_tune``, ...).
+        epochs: epochs of this phase.
+        optimizer: its optimizer and learning rate.
+        trainable: sets ``layer.trainable`` on the model before the phase starts (None:
+            leave the model as built).
+    """
+
+    name: str
+    epochs: int
+    optimizer: OptimizerConfig
+    trainable: Callable[[Any], None] | None = None
+
+
+@dataclass
+class FoldOutcome:
+    """Everything one fold (or the one holdout split) produced."""
+
+    fold: int
+    splits: Splits  # after the prepare stage
+    model: Any
+    fit: Any  # dlrun.train.FitResult, every phase together
+    predictions: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray | None]
+    metrics: dict[str, dict[str, float]]
+    baseline: dict[str, float]
+    params: int
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    built: dict[str, Any] = field(default_factory=dict)  # build-stage metrics per capability
+    extra: dict[str, Any] = field(default_factory=dict)  # evaluate-stage metrics per capability
+
+
+# --- prepare ----------------------------------------------------------------------------
+
+
+def prepare(splits: Splits, capabilities: list[Capability], ctx: FoldContext) -> Splits:
+    """Let each capability change the training part; the other parts must stay untouched."""
+    for cap in capabilities:
+        prepared = cap.prepare(splits, ctx)
+        if prepared.val is not splits.val or prepared.test is not splits.test:
+            raise RuntimeError(f"capability {cap.name!r} changed the validation or test rows in "
+                               "its prepare hook; only the training part may change")
+        splits = prepared
+    return splits
+
+
+# --- build ------------------------------------------------------------------------------
+
+
+def build(splits: Splits, spec: TaskSpec, capabilities: list[Capability], ctx: FoldContext):
+    """Build the configured model, then let capabilities adjust it (e.g. load weights)."""
+    from dlrun.models import build_model
+
+    cfg = ctx.cfg
+    model = build_model(cfg.model, cfg.reg, input_shape=splits.input_shape, spec=spec,
+                        image_shape=splits.image_shape)
+    built = {}
+    for cap in capabilities:
+        info = cap.build(model, ctx)
+        if info is not None:
+            built[cap.name] = info
+    return model, built
+
+
+# --- train ------------------------------------------------------------------------------
+
+
+def plan_phases(capabilities: list[Capability], ctx: FoldContext) -> list[Phase]:
+    """The training phases: one (``train``: every layer, the configured optimizer) unless a
+    capability plans others."""
+    phases = [Phase("train", ctx.cfg.trainer.epochs, ctx.cfg.optimizer)]
+    for cap in capabilities:
+        phases = cap.phases(phases, ctx)
+    return phases
+
+
+def train_phases(
+    model, splits: Splits, spec: TaskSpec, phases: list[Phase], capabilities: list[Capability],
+    ctx: FoldContext, *, on_epoch, fingerprint: str, resume: bool, checkpoint: bool,
+):
+    """Train phase after phase; a resumed fold restarts in the phase its checkpoint names.
+
+    Each phase compiles its own optimizer (built for that phase's epochs) and gets fresh
+    callbacks; epochs are numbered across phases, and with several phases each history
+    row names its phase. Training stops at the first phase that does not end ``ok``
+    (diverged, interrupted).
+
+    Returns:
+        ``(fit, phases_record)``: one :class:`dlrun.train.FitResult` for every phase
+        together, and, with several phases, ``[{"name", "epochs", "first_epoch",
+        "last_epoch"}]`` for each phase that ran.
+    """
+    from dlrun import checkpoint as ckpt
+    from dlrun.optim import build_optimizer
+    from dlrun.train import FitResult, train
+
+    cfg = ctx.cfg
+    path = ckpt.checkpoint_path(ctx.run_dir)
+    done = ckpt.read(path) if resume else None
+    history: list[dict[str, float]] = list(done.history) if done else []
+    first = done.phase if done else 0
+    start = done.phase_start if done else 0
+    fits = []
+    for p, phase in enumerate(phases):
+        if p < first:
+            continue
+        if phase.trainable is not None:
+            phase.trainable(model)
+        steps = int(np.ceil(len(splits.train.y) / phase.optimizer.batch_size))
+        optimizer = build_optimizer(phase.optimizer, steps_per_epoch=steps, epochs=phase.epochs)
+        restored = ckpt.restore(path, model, optimizer) if done is not None and p == first else None
+        callbacks = [cb for cap in capabilities for cb in cap.callbacks(ctx)]
+        if checkpoint and cfg.trainer.checkpoint_every:
+            callbacks.append(ckpt.EpochCheckpoint(  # last: it restores the others' state on resume
+                path, every=cfg.trainer.checkpoint_every, fold=ctx.fold, phase=p, phase_start=start,
+                history=history, fingerprint=fingerprint, peers=callbacks, resumed=restored,
+            ))
+        fit = train(
+            model, splits, spec, optimizer=optimizer, epochs=start + phase.epochs,
+            batch_size=phase.optimizer.batch_size, callbacks=callbacks, loop=cfg.trainer.loop,
+            on_epoch=_kept(history, on_epoch, phase.name if len(phases) > 1 else None), seed=cfg.seed,
+            initial_epoch=restored.epoch if restored else start, history=history,
+        )
+        fits.append(fit)
+        start = len(history)
+        if fit.status != "ok":
+            break
+    last = fits[-1]
+    fit = FitResult(history, last.status, last.loop, sum(f.fit_seconds for f in fits),
+                    last.stopped_early, last.message)
+    return fit, _phase_record(history, phases) if len(phases) > 1 else []
+
+
+def _kept(history: list[dict], on_epoch, phase: str | None):
+    """The epoch hook that also appends each row to ``history`` (the list checkpoints
+    save), with the phase's name written into it first when there are several phases."""
+
+    def hook(epoch: int, row: dict) -> None:
+        if phase is not None:
+            row["phase"] = phase
+        history.append(row)
+        on_epoch(epoch, row)
+
+    return hook
+
+
+def _phase_record(history: list[dict], phases: list[Phase]) -> list[dict[str, Any]]:
+    planned = {p.name: p.epochs for p in phases}
+    record: list[dict[str, Any]] = []
+    for row in history:
+        if not record or record[-1]["name"] != row.get("phase"):
+            record.append({"name": row.get("phase"), "epochs": planned.get(row.get("phase")),
+                           "first_epoch": row["epoch"], "last_epoch": row["epoch"]})
+        record[-1]["last_epoch"] = row["epoch"]
+    return record
+
+
+# --- predict, post-process, evaluate -----------------------------------------------------
+
+
+def predict_parts(model, splits: Splits) -> dict[str, np.ndarray]:
+    """The model's raw output for every part, in inference mode."""
+    from dlrun.train import predict
+
+    return {name: predict(model, part.x) for name, part in splits.parts().items()}
+
+
+def post_process(predictions: dict[str, np.ndarray], splits: Splits, spec: TaskSpec,
+                 capabilities: list[Capability], ctx: FoldContext) -> dict[str, np.ndarray | None]:
+    """Class codes for every part: the task's threshold (or argmax), as capabilities adjust it."""
+    if not spec.is_classification:
+        return {name: None for name in predictions}
+    from dlrun.metrics import predicted_labels
+
+    def decide(pred: np.ndarray, part: Part) -> np.ndarray:
+        return predicted_labels(pred, spec.task, threshold=spec.threshold)
+
+    chosen: Decide = decide
+    for cap in capabilities:
+        chosen = cap.post_process(chosen, predictions, splits, ctx)
+    finite = {name: bool(np.all(np.isfinite(pred))) for name, pred in predictions.items()}
+    return {name: chosen(pred, getattr(splits, name)) if finite[name] else None
+            for name, pred in predictions.items()}
+
+
+def evaluate(outcome: FoldOutcome, spec: TaskSpec, capabilities: list[Capability],
+             ctx: FoldContext) -> FoldOutcome:
+    """The task's metrics on every part, the dumb baseline, and capabilities' own metrics."""
+    from dlrun.evaluate import baseline, evaluate_parts
+
+    metrics = evaluate_parts(outcome.splits, spec, outcome.predictions, outcome.labels)
+    outcome = replace(outcome, metrics=metrics, baseline=baseline(outcome.splits, spec))
+    extra = {}
+    for cap in capabilities:
+        info = cap.evaluate(outcome, ctx)
+        if info is not None:
+            extra[cap.name] = info
+    return replace(outcome, extra=extra)
