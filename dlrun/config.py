@@ -132,6 +132,9 @@ class TaskConfig:
 @dataclass
 class DiagnosisConfig:
     bayes_error: float | None = None  # the error you believe unavoidable, if known
+    # auto: fit a fast classical model on the same training split (gradient boosting for
+    # tables, logistic regression for images) and measure avoidable bias against it; none: off
+    reference: str = "auto"
     gap_threshold: float = 0.02  # train-validation gap (headline metric) called overfitting
     underfit_threshold: float = 0.05  # distance to the best reachable score called underfitting
 

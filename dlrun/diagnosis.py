@@ -2,15 +2,20 @@
 
 The verdict follows the bias-variance reading taught in every deep-learning course:
 
-* **bias** (underfitting): the training score is far from the best reachable score
-  (``1 - diagnosis.bayes_error`` when given, else a perfect score);
+* **bias** (underfitting): the training score is far from the best reachable score:
+  ``1 - diagnosis.bayes_error`` when given; else the validation score of the reference
+  model (:mod:`dlrun.reference`, a classical model fitted on the same training split,
+  which estimates what the data allows); else a perfect score;
 * **variance** (overfitting): the training score beats the validation score by more than
   ``diagnosis.gap_threshold`` *and* by more than the validation split's own sampling
   noise, or the validation loss climbs well above its minimum while the training loss
   keeps falling (the learning-curve signature early stopping acts on).
 
 Scores are the task's bounded fit metric (accuracy, or R² for regression), measured in
-inference mode after training, so dropout does not distort the comparison.
+inference mode after training, so dropout does not distort the comparison. Each run gets
+one reading; with both high bias and high variance the remedies come in the order that
+works: bias first (a network that cannot fit its training data gains nothing from
+regularization), then variance.
 """
 
 from __future__ import annotations
@@ -43,13 +48,17 @@ REMEDIES = {
         "reduce regularization",
     ],
     "good fit": ["nothing pressing: confirm on the test split, then try more data for more gains"],
+    "high bias and high variance": [
+        "first the bias: use a bigger network or train longer, until the training score nears the reachable one",
+        "then the variance: get more data or add regularization (weight penalties, dropout, early stopping)",
+    ],
     "not assessed": ["lower the learning rate", "clip gradients (optimizer.clipnorm)"],
 }
 
 
 @dataclass
 class Diagnosis:
-    verdict: str  # overfitting | underfitting | underfitting and overfitting | good fit | not assessed
+    verdict: str  # overfitting | underfitting | high bias and high variance | good fit | not assessed
     evidence: list[str]
     remedies: list[str]
     fit_metric: str
@@ -58,8 +67,9 @@ class Diagnosis:
     gap: float
     best_epoch: int | None = None  # epoch of the lowest validation loss (1-based)
     val_loss_rise_epoch: int | None = None  # the minimum after which validation loss rose
-    avoidable_bias: float | None = None  # reachable score minus train score (with bayes_error)
+    avoidable_bias: float | None = None  # reachable score minus train score (Bayes error or reference)
     gap_noise: float | None = None  # the smallest gap that is not sampling noise
+    reachable_from: str = "perfect score"  # what the reachable score is: Bayes error, reference, perfect
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,7 +130,7 @@ def _train_loss_falling(history: list[dict[str, float]], since: int) -> bool:
 
 def _verdict(high_bias: bool, high_variance: bool) -> tuple[str, list[str]]:
     if high_bias and high_variance:
-        return "underfitting and overfitting", REMEDIES["underfitting"][:2] + REMEDIES["overfitting"][:2]
+        return "high bias and high variance", list(REMEDIES["high bias and high variance"])
     if high_variance:
         return "overfitting", list(REMEDIES["overfitting"])
     if high_bias:
@@ -137,6 +147,7 @@ def diagnose(
     cfg: DiagnosisConfig,
     restored_best: bool = False,
     n_val: int | None = None,
+    reference: tuple[str, float] | None = None,
 ) -> Diagnosis:
     """Name the fit of a trained model and give the evidence and remedies.
 
@@ -151,6 +162,8 @@ def diagnose(
         n_val: validation rows behind ``val_score`` (all folds together); an accuracy gap
             must then also exceed two standard errors of ``val_score``. Defaults to None
             (the threshold alone decides).
+        reference: ``(name, validation fit score)`` of the reference model; without
+            ``cfg.bayes_error`` it is the reachable score. Defaults to None (a perfect score).
 
     Returns:
         A :class:`Diagnosis`.
@@ -162,19 +175,29 @@ def diagnose(
     gap = train_score - val_score
     noise = gap_noise(val_score, n_val, fit_metric)
     threshold = max(cfg.gap_threshold, noise or 0.0)
-    reachable = 1.0 - cfg.bayes_error if cfg.bayes_error is not None else 1.0
-    avoidable = reachable - train_score
     evidence = [_gap_line(fit_metric, train_score, val_score, gap, cfg.gap_threshold, noise, n_val)]
+    use_reference = cfg.bayes_error is None and reference is not None and math.isfinite(reference[1])
     if cfg.bayes_error is not None:
+        reachable, source = 1.0 - cfg.bayes_error, "Bayes error"
         evidence.append(
             f"train error {1 - train_score:.3f} vs Bayes error {cfg.bayes_error:.3f}: "
-            f"avoidable bias {avoidable:+.3f} (threshold {cfg.underfit_threshold:.3f})"
+            f"avoidable bias {reachable - train_score:+.3f} (threshold {cfg.underfit_threshold:.3f})"
+        )
+    elif use_reference:
+        reachable, source = reference[1], f"reference ({reference[0]})"
+        evidence.append(
+            f"train {fit_metric} {train_score:.3f} vs {reachable:.3f} for the reference model "
+            f"({reference[0]}, same training split) on validation: avoidable bias "
+            f"{reachable - train_score:+.3f} (threshold {cfg.underfit_threshold:.3f}; the reference "
+            "estimates what this data allows; set diagnosis.bayes_error when the limit is known)"
         )
     else:
+        reachable, source = 1.0, "perfect score"
         evidence.append(
-            f"train {fit_metric} is {avoidable:.3f} below a perfect score (threshold "
+            f"train {fit_metric} is {reachable - train_score:.3f} below a perfect score (threshold "
             f"{cfg.underfit_threshold:.3f}; set diagnosis.bayes_error when the best reachable is lower)"
         )
+    avoidable = reachable - train_score
     rise = loss_rise_epoch(history)
     curve_overfit = False
     if rise is not None:
@@ -194,7 +217,7 @@ def diagnose(
     verdict, remedies = _verdict(avoidable > cfg.underfit_threshold, gap > threshold or curve_overfit)
     return Diagnosis(
         verdict, evidence, remedies, fit_metric, train_score, val_score, gap, best, rise,
-        avoidable if cfg.bayes_error is not None else None, noise,
+        avoidable if source != "perfect score" else None, noise, source,
     )
 
 

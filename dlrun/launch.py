@@ -98,9 +98,12 @@ def _warm_up() -> int:
     from dlrun.runtime import import_tensorflow
 
     import_tensorflow()  # TensorFlow's start-up lines stay off the shared terminal
+    import sklearn.ensemble  # noqa: F401  the reference models
+    import sklearn.linear_model  # noqa: F401
+
     import dlrun.cli  # noqa: F401  the task function Hydra sends
     import dlrun.run  # noqa: F401
-    from dlrun import checkpoint, evaluate, models, optim, train  # noqa: F401
+    from dlrun import checkpoint, evaluate, models, optim, reference, train  # noqa: F401
     from dlrun.report import plots, run_folder  # noqa: F401
 
     return os.getpid()

@@ -68,6 +68,8 @@ class RunRecord:
     val: dict[str, float | None] = field(default_factory=dict)
     test: dict[str, float | None] = field(default_factory=dict)
     baseline: dict[str, float | None] = field(default_factory=dict)
+    # The reference model (dlrun.reference): {"model": name, "train": {...}, "val": ..., "test": ...}.
+    reference: dict[str, Any] | None = None
     best_epoch: int | None = None
     epochs_run: int | None = None
     stopped_early: bool | None = None

@@ -56,6 +56,7 @@ class FoldOutcome:
     baseline: dict[str, float]
     params: int
     phases: list[dict[str, Any]] = field(default_factory=list)
+    reference: Any = None  # dlrun.reference.Reference, when diagnosis.reference=auto
     built: dict[str, Any] = field(default_factory=dict)  # build-stage metrics per capability
     extra: dict[str, Any] = field(default_factory=dict)  # evaluate-stage metrics per capability
 
@@ -215,11 +216,16 @@ def post_process(predictions: dict[str, np.ndarray], splits: Splits, spec: TaskS
 
 def evaluate(outcome: FoldOutcome, spec: TaskSpec, capabilities: list[Capability],
              ctx: FoldContext) -> FoldOutcome:
-    """The task's metrics on every part, the dumb baseline, and capabilities' own metrics."""
+    """The task's metrics on every part, the dumb baseline, the reference model, and
+    capabilities' own metrics."""
     from dlrun.evaluate import baseline, evaluate_parts
+    from dlrun.reference import fit_reference
 
     metrics = evaluate_parts(outcome.splits, spec, outcome.predictions, outcome.labels)
-    outcome = replace(outcome, metrics=metrics, baseline=baseline(outcome.splits, spec))
+    reference = None
+    if ctx.cfg.diagnosis.reference == "auto":
+        reference = fit_reference(outcome.splits, spec, seed=ctx.cfg.seed)
+    outcome = replace(outcome, metrics=metrics, baseline=baseline(outcome.splits, spec), reference=reference)
     extra = {}
     for cap in capabilities:
         info = cap.evaluate(outcome, ctx)

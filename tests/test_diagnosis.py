@@ -49,10 +49,12 @@ def test_close_and_high_scores_are_a_good_fit():
     assert d.remedies == REMEDIES["good fit"]
 
 
-def test_far_from_perfect_with_a_big_gap_is_both():
+def test_far_from_perfect_with_a_big_gap_is_both_with_both_gaps_and_bias_remedies_first():
     d = run(train=0.85, val=0.70)
-    assert d.verdict == "underfitting and overfitting"
-    assert set(d.remedies) & set(REMEDIES["underfitting"]) and set(d.remedies) & set(REMEDIES["overfitting"])
+    assert d.verdict == "high bias and high variance"
+    assert d.evidence[0].startswith("train accuracy 0.850 vs validation 0.700: gap +0.150")
+    assert "0.150 below a perfect score" in d.evidence[1]
+    assert d.remedies[0].startswith("first the bias") and d.remedies[1].startswith("then the variance")
 
 
 def test_rise_epoch_is_the_validation_minimum():
@@ -105,6 +107,23 @@ def test_bayes_error_moves_the_underfitting_line():
     assert any("Bayes error 0.120" in e for e in d.evidence)
     assert run(train=0.85, val=0.84).verdict == "underfitting"
     assert run(train=0.85, val=0.84).avoidable_bias is None
+
+
+def test_a_network_near_the_reference_model_is_not_underfitting():
+    # UCI Adult with early stopping: train 0.866, validation 0.859; gradient boosting gets 0.870.
+    d = run(train=0.866, val=0.859, reference=("histogram gradient boosting", 0.870))
+    assert d.verdict == "good fit" and d.reachable_from == "reference (histogram gradient boosting)"
+    assert d.avoidable_bias == pytest.approx(0.004)
+    assert any("0.870 for the reference model (histogram gradient boosting" in e for e in d.evidence)
+    assert run(train=0.866, val=0.859).verdict == "underfitting"  # against a perfect score
+
+
+def test_a_network_well_below_the_reference_is_underfitting_and_bayes_error_wins():
+    assert run(train=0.80, val=0.79, reference=("logistic regression", 0.90)).verdict == "underfitting"
+    d = run(train=0.80, val=0.79, reference=("logistic regression", 0.90), cfg=DiagnosisConfig(bayes_error=0.2))
+    assert d.verdict == "good fit" and d.reachable_from == "Bayes error"
+    nan_reference = run(train=0.80, val=0.79, reference=("logistic regression", math.nan))
+    assert nan_reference.reachable_from == "perfect score"
 
 
 @pytest.mark.parametrize("train, val", [(math.nan, 0.9), (0.9, math.inf), (math.nan, math.nan)])

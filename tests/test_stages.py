@@ -249,3 +249,29 @@ def test_phases_fix_which_layers_train():
     assert sum(int(np.prod(v.shape)) for v in model.trainable_variables) == model.count_params()
     assert phases[1].optimizer.lr == pytest.approx(phases[0].optimizer.lr / 10)
     keras.backend.clear_session()
+
+
+# ---------------------------------------------------------------------- the reference model
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_the_reference_is_fitted_on_training_rows_and_scored_on_every_part(task):
+    from dlrun.reference import fit_reference
+    from dlrun.task import task_spec
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4))
+    y = {"binary": (x[:, 0] > 0).astype(np.int64), "multiclass": np.digitize(x[:, 0], [-0.5, 0.5]),
+         "regression": 2 * x[:, 0] + 0.1 * rng.normal(size=300)}[task]
+    classes = {"binary": ["a", "b"], "multiclass": ["a", "b", "c"], "regression": []}[task]
+    splits = make_splits(Table("t", x, y, task, classes), np.arange(200), np.arange(200, 250),
+                         np.arange(250, 300), scaling="standard")
+    spec = task_spec(task, splits.n_classes, splits.train.y)
+    reference = fit_reference(splits, spec, seed=0)
+    assert reference.model == "histogram gradient boosting"
+    assert set(reference.scores) == {"train", "val", "test"}
+    assert reference.scores["val"][spec.fit_metric] > 0.8  # an easy signal is learnt
+    # a zero sample weight on every row of class 1 hides that class from the reference
+    if task == "binary":
+        hidden = replace(splits, train=replace(splits.train, weight=(splits.train.y == 0).astype(float)))
+        assert fit_reference(hidden, spec, seed=0).scores["val"]["accuracy"] < 0.7

@@ -70,14 +70,24 @@ def describe_config(cfg: Config) -> str:
     )
 
 
-def _diagnose(cfg: Config, spec: TaskSpec, outcomes, fold_metrics) -> Diagnosis:
+def _reference(outcomes) -> dict[str, Any] | None:
+    """The reference model's scores, averaged over folds like the network's; None when off."""
+    refs = [o.reference for o in outcomes if o.reference is not None]
+    if not refs:
+        return None
+    mean = {s: _mean_std([r.scores[s] for r in refs])[0] for s in ("train", "val", "test")}
+    return {"model": refs[0].model, **mean}
+
+
+def _diagnose(cfg: Config, spec: TaskSpec, outcomes, fold_metrics, reference) -> Diagnosis:
     restored = cfg.reg.early_stopping and cfg.reg.restore_best_weights
     train_score = _nanmean([m["train"].get(spec.fit_metric, np.nan) for m in fold_metrics])
     val_score = _nanmean([m["val"].get(spec.fit_metric, np.nan) for m in fold_metrics])
+    ref = (reference["model"], reference["val"].get(spec.fit_metric, math.nan)) if reference else None
     return diagnose(
         outcomes[0].fit.history, train_score=train_score, val_score=val_score,
         fit_metric=spec.fit_metric, cfg=cfg.diagnosis, restored_best=restored,
-        n_val=sum(len(o.splits.val) for o in outcomes),
+        n_val=sum(len(o.splits.val) for o in outcomes), reference=ref,
     )
 
 
@@ -140,7 +150,8 @@ def write_run_folder(
     status = next((o.fit.status for o in outcomes if o.fit.status != "ok"), "ok")
     history = _history_frame(outcomes)
     write_csv(run_dir / HISTORY, history)
-    diagnosis = _diagnose(cfg, spec, outcomes, [o.metrics for o in outcomes])
+    reference = _reference(outcomes)
+    diagnosis = _diagnose(cfg, spec, outcomes, [o.metrics for o in outcomes], reference)
     if not history.empty:
         # The per-epoch metric recorded for train and validation alike (the headline is
         # validation-only in history), so the two curves can be compared.
@@ -150,6 +161,7 @@ def write_run_folder(
                     title=f"{cfg.model.name} on {dataset_name} ({cfg.reg.name})")
     record = _record(cfg, spec, outcomes, status=status, diagnosis=diagnosis, device=device,
                      versions=versions, overrides=overrides, dataset_name=dataset_name)
+    record.reference = reference
     ctx = RunContext(cfg=cfg, run_dir=run_dir, spec=spec, dataset=dataset_name, status=status)
     sections = [section for cap in capabilities if (section := cap.report(outcomes, ctx)) is not None]
     for section in sections:

@@ -35,6 +35,11 @@ def score_table(record: RunRecord, spec: TaskSpec) -> str:
     for name, key in (("train", "train"), ("validation", "val"), ("test", "test"), (baseline_name, "baseline")):
         row = record.split(key)
         lines.append(f"| {name} | " + " | ".join(_num(row.get(c)) for c in cols) + " |")
+    if record.reference:
+        for split, label in (("val", "validation"), ("test", "test")):
+            row = record.reference.get(split) or {}
+            lines.append(f"| reference ({record.reference['model']}): {label} | "
+                         + " | ".join(_num(row.get(c)) for c in cols) + " |")
     return "\n".join(lines)
 
 
@@ -63,8 +68,10 @@ def write_summary(
                   f"`trainer.resume=true hydra.run.dir={Path(run_dir).resolve()}`."]
     lines += [
         "",
-        f"**Headline:** test {spec.headline} {_num(head)} against {_num(base)} for the dumb baseline "
-        f"({better} is better).",
+        f"**Headline:** test {spec.headline} {_num(head)} against {_num(base)} for the dumb baseline"
+        + (f" and {_num((record.reference.get('test') or {}).get(spec.headline))} for the reference model "
+           f"({record.reference['model']})" if record.reference else "")
+        + f" ({better} is better).",
         "",
         "## Scores",
         "",
