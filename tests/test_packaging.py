@@ -58,3 +58,62 @@ def test_search_path_plugin_only_touches_dlrun_apps(tmp_path):
     DlrunExperimentsSearchPath().manipulate_search_path(ours)
     DlrunExperimentsSearchPath().manipulate_search_path(ours)
     assert [e.path for e in ours.get_path()].count(ENTRY) == 1
+
+
+def _imported_top_level_modules() -> set[str]:
+    import ast
+
+    found: set[str] = set()
+    for path in [*(ROOT / "dlrun").rglob("*.py"), *(ROOT / "hydra_plugins").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {"dlrun", "hydra_plugins", "__future__"}
+
+
+def test_every_imported_package_is_declared():
+    import re
+    from importlib.metadata import packages_distributions
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[<>=\[ ;]", req)[0].lower().replace("_", "-")
+                for req in [*meta["dependencies"], *meta["optional-dependencies"]["cpu"]]}
+    declared |= {"tensorflow"}  # tensorflow-cpu and tensorflow[and-cuda] both provide it
+    distributions = packages_distributions()
+    missing = {}
+    for module in sorted(_imported_top_level_modules()):
+        names = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
+        if not names & declared and module not in declared:
+            missing[module] = sorted(names)
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_python_dash_m_dlrun_works_like_the_command(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "dlrun", "--help"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "dlrun: evaluate and improve a neural network" in done.stdout
+
+
+_WITHOUT_TENSORFLOW = """
+import importlib.abc, sys
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Hide())
+sys.argv = ["dlrun", *sys.argv[1:]]
+from dlrun.cli import main
+main()
+"""
+
+
+def test_without_tensorflow_a_run_says_which_extra_to_install(tmp_path):
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_TENSORFLOW, "trainer.epochs=1", "trainer.progress=none"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "dlrun: error: tensorflow is not installed; install dlrun with a TensorFlow extra: "
+        "pip install 'dlrun[cpu]' (or 'dlrun[gpu]' on a CUDA machine)"]
