@@ -17,6 +17,7 @@ This module stays free of TensorFlow imports: Keras is imported inside the hooks
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,6 +113,8 @@ class Capability:
 
 Factory = Callable[[Config], "Capability | None"]
 _REGISTRY: dict[str, Factory] = {}
+# Modules that register capabilities of their own, imported when a job first asks.
+PLUGIN_MODULES = ["dlrun.sampling"]
 
 
 def register_capability(name: str, factory: Factory) -> None:
@@ -125,6 +128,8 @@ def registered_capabilities() -> list[str]:
 
 def capabilities_for(cfg: Config) -> list[Capability]:
     """The capabilities this config turns on, in registration order."""
+    for module in PLUGIN_MODULES:
+        importlib.import_module(module)  # registers on first import
     active = []
     for name, factory in _REGISTRY.items():
         capability = factory(cfg)

@@ -122,6 +122,13 @@ class TrainerConfig:
 
 
 @dataclass
+class SamplingConfig:
+    """Class-imbalance treatment of the training split (dlrun.sampling)."""
+
+    name: str = "none"  # none | class_weight | oversample | undersample | smote
+
+
+@dataclass
 class TaskConfig:
     """What the task type decides unless set here (DESIGN §2)."""
 
@@ -159,6 +166,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     seed: int = 0
