@@ -217,8 +217,14 @@ class ClassificationReport(Capability):
         report = class_report(np.concatenate([o.splits.test.y for o in outcomes]),
                               np.concatenate([o.labels["test"] for o in outcomes]), class_names=names)
         write_csv(ctx.run_dir / "classification_report.csv", report, index=True)
-        return Section("classification", files=[("confusion matrix", "confusion_matrix.png"),
-                                                ("per-class report", "classification_report.csv")])
+        per_class = {name: {"precision": float(report.loc[name, "precision"]),
+                            "recall": float(report.loc[name, "recall"]),
+                            "f1": float(report.loc[name, "f1-score"]),
+                            "support": int(report.loc[name, "support"])} for name in names}
+        return Section("classification", metrics={"split": "test", "per_class": per_class,
+                                                  "confusion_matrix": matrix.tolist()},
+                       files=[("confusion matrix", "confusion_matrix.png"),
+                              ("per-class report", "classification_report.csv")])
 
 
 class SaveModel(Capability):

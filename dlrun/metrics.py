@@ -38,12 +38,14 @@ def _classification(y: np.ndarray, pred: np.ndarray, spec: TaskSpec, labels: np.
         "accuracy": float(skm.accuracy_score(y, labels)),
         "macro_f1": float(skm.f1_score(y, labels, average="macro", labels=np.arange(k), zero_division=0)),
     }
+    out["balanced_accuracy"] = float(skm.balanced_accuracy_score(y, labels))
     present = np.unique(y)
     if spec.task == "binary" and len(present) == 2:
         out["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1]))
         out["pr_auc"] = float(skm.average_precision_score(y, proba[:, 1]))
     elif spec.task == "multiclass" and len(present) == k:
         out["roc_auc"] = float(skm.roc_auc_score(y, proba, multi_class="ovr", average="macro"))
+        out["pr_auc"] = float(skm.average_precision_score(np.eye(k)[y], proba, average="macro"))
     return out
 
 
@@ -70,7 +72,8 @@ def compute_metrics(
     Non-finite predictions give NaN scores instead of an exception.
     """
     if not np.all(np.isfinite(pred)):
-        names = ["loss", "accuracy", "macro_f1"] if spec.is_classification else ["loss", "mse", "mae", "r2"]
+        names = (["loss", "accuracy", "macro_f1", "balanced_accuracy"] if spec.is_classification
+                 else ["loss", "mse", "mae", "r2"])
         return {n: float("nan") for n in names}
     if spec.is_classification:
         return _classification(np.asarray(y).astype(np.int64), pred, spec, labels)

@@ -14,8 +14,8 @@ if TYPE_CHECKING:  # numpy is imported where it is used: config validation reads
 IMBALANCE_SHARE = 0.10
 # The metrics each task can lead with (task.headline); dlrun.metrics computes them all.
 HEADLINES = {
-    "binary": ("roc_auc", "pr_auc", "accuracy", "macro_f1", "loss"),
-    "multiclass": ("accuracy", "macro_f1", "loss"),
+    "binary": ("roc_auc", "pr_auc", "accuracy", "macro_f1", "balanced_accuracy", "loss"),
+    "multiclass": ("accuracy", "macro_f1", "balanced_accuracy", "roc_auc", "pr_auc", "loss"),
     "regression": ("mae", "mse", "r2", "loss"),
 }
 _LOWER_IS_BETTER = ("loss", "mae", "mse")

@@ -95,6 +95,14 @@ def _macro_f1(y: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)))
 
 
+def _balanced_accuracy(y: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """The mean recall over the classes present in ``y``."""
+    cm = np.bincount(y * k + labels, minlength=k * k).reshape(k, k)
+    support = cm.sum(axis=1)
+    present = support > 0
+    return float(np.mean(np.diag(cm)[present] / support[present]))
+
+
 def epoch_scorer(splits: Splits, spec: TaskSpec) -> Callable[[np.ndarray], Row]:
     """A function from validation predictions to the ``val_*`` columns of a history row.
 
@@ -108,6 +116,7 @@ def epoch_scorer(splits: Splits, spec: TaskSpec) -> Callable[[np.ndarray], Row]:
     y_int = y.astype(np.int64)
     k = spec.units if spec.task == "multiclass" else 2
     two_classes = len(np.unique(y_int)) == 2
+    all_classes = len(np.unique(y_int)) == k
 
     def classification(pred: np.ndarray) -> Row:
         proba = np.clip(class_probabilities(pred, spec.task), _EPS, 1 - _EPS)
@@ -119,9 +128,15 @@ def epoch_scorer(splits: Splits, spec: TaskSpec) -> Callable[[np.ndarray], Row]:
         }
         if spec.headline == "macro_f1":
             out["macro_f1"] = _macro_f1(y_int, labels, k)
+        elif spec.headline == "balanced_accuracy":
+            out["balanced_accuracy"] = _balanced_accuracy(y_int, labels, k)
         elif spec.headline in ("roc_auc", "pr_auc"):
             score = _roc_auc if spec.headline == "roc_auc" else _average_precision
-            out[spec.headline] = score(y_int, proba[:, 1]) if two_classes else math.nan
+            if spec.task == "binary":
+                out[spec.headline] = score(y_int, proba[:, 1]) if two_classes else math.nan
+            else:  # one class against the rest, averaged over classes (macro)
+                out[spec.headline] = (float(np.mean([score((y_int == c).astype(np.int64), proba[:, c])
+                                                     for c in range(k)])) if all_classes else math.nan)
         return out
 
     spread = float(np.sum((y - y.mean()) ** 2)) if len(y) > 1 else 0.0

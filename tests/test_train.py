@@ -12,7 +12,7 @@ import pytest
 from dlrun.data.table import Part, Splits
 from dlrun.metrics import compute_metrics
 from dlrun.models.mlp import build_mlp
-from dlrun.task import task_spec
+from dlrun.task import HEADLINES, task_spec
 from dlrun.train import epoch_scorer, predict, row_weights, train
 
 LOOPS = ["fast", "fit"]
@@ -76,6 +76,23 @@ def test_epoch_scores_equal_scikit_learn_metrics(task, imbalanced):
                          f"val_{spec.headline}"}
     for name, value in fast.items():
         assert value == pytest.approx(slow[name.removeprefix("val_")], rel=1e-9, abs=1e-12), name
+
+
+@pytest.mark.parametrize(("task", "headline"), [
+    (task, headline) for task in ("binary", "multiclass", "regression") for headline in HEADLINES[task]])
+def test_every_headline_is_scored_each_epoch_as_scikit_learn_scores_it(task, headline):
+    rng = np.random.default_rng(2)
+    splits = make_splits(task, n=400)
+    spec = task_spec(task, splits.n_classes, splits.train.y, headline=headline, threshold=0.4)
+    n = len(splits.val.y)
+    pred = {"binary": np.round(rng.random((n, 1)), 1), "multiclass": rng.dirichlet(np.ones(3), size=n),
+            "regression": rng.normal(size=(n, 1))}[task]
+    splits.y_mean, splits.y_std = 3.0, 2.5
+    fast = epoch_scorer(splits, spec)(pred)
+    slow = compute_metrics(splits.val.y, pred, spec, y_mean=3.0, y_std=2.5)
+    assert fast[f"val_{headline}"] == pytest.approx(slow[headline], rel=1e-9, abs=1e-12)
+    stat = "accuracy" if spec.is_classification else "mae"  # accuracy at threshold 0.4 in both
+    assert fast[f"val_{stat}"] == pytest.approx(slow[stat])
 
 
 def test_epoch_scores_are_nan_for_non_finite_predictions():

@@ -38,17 +38,17 @@ def plot_curves(history: pd.DataFrame, path: Path, *, metric: str, best_epoch: i
 
 
 def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path, *, title: str) -> Path:
-    """Counts per (true, predicted) class, with row-normalized shading."""
+    """Counts per (true, predicted) class with each row's share (the recall on the diagonal),
+    shaded by that share so that a small class's errors show as clearly as a large one's."""
     n = len(class_names)
     size = max(4.0, 0.45 * n + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     rows = matrix.sum(axis=1, keepdims=True)
     shade = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
     ax.imshow(shade, cmap="Blues", vmin=0, vmax=1)
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                    color="white" if shade[i, j] > 0.6 else "black", fontsize=8)
+    for i, j in zip(*np.nonzero(matrix), strict=True):  # empty cells stay blank
+        ax.text(j, i, f"{matrix[i, j]}\n{shade[i, j]:.0%}", ha="center", va="center",
+                color="white" if shade[i, j] > 0.6 else "black", fontsize=7)
     ax.set_xticks(range(n), class_names, rotation=45, ha="right")
     ax.set_yticks(range(n), class_names)
     ax.set_xlabel("predicted")

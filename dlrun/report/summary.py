@@ -27,8 +27,8 @@ def _num(v: Any) -> str:
 
 def score_table(record: RunRecord, spec: TaskSpec) -> str:
     """A markdown table: one row per split plus the dumb baseline on the test split."""
-    order = ["loss", "accuracy", "macro_f1", "roc_auc", "pr_auc"] if spec.is_classification else [
-        "loss", "mae", "mse", "r2"]
+    order = ["loss", "accuracy", "macro_f1", "balanced_accuracy", "roc_auc", "pr_auc"] if spec.is_classification \
+        else ["loss", "mae", "mse", "r2"]
     cols = [c for c in order if any(c in record.split(s) for s in ("train", "val", "test"))]
     lines = ["| split | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     baseline_name = "baseline: majority class" if spec.is_classification else "baseline: training mean"
