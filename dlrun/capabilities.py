@@ -81,9 +81,9 @@ class Capability:
         """
         return splits
 
-    def build(self, model: Any, ctx: FoldContext) -> dict[str, Any] | None:
-        """Build stage: adjust the freshly built model in place; metrics for the record."""
-        return None
+    def build(self, model: Any, ctx: FoldContext) -> Any:
+        """Build stage: the model to train, the freshly built one adjusted or wrapped."""
+        return model
 
     def phases(self, phases: list[Phase], ctx: FoldContext) -> list[Phase]:
         """Train stage: the training phases (which layers train, optimizer, epochs)."""
@@ -114,7 +114,7 @@ class Capability:
 Factory = Callable[[Config], "Capability | None"]
 _REGISTRY: dict[str, Factory] = {}
 # Modules that register capabilities of their own, imported when a job first asks.
-PLUGIN_MODULES = ["dlrun.sampling"]
+PLUGIN_MODULES = ["dlrun.sampling", "dlrun.augment"]
 
 
 def register_capability(name: str, factory: Factory) -> None:
@@ -181,12 +181,12 @@ class InitialWeights(Capability):
         self.path = path
         self.loaded: dict[str, Any] | None = None
 
-    def build(self, model: Any, ctx: FoldContext) -> dict[str, Any] | None:
+    def build(self, model: Any, ctx: FoldContext) -> Any:
         from dlrun.models import load_weights
 
         loaded = load_weights(model, self.path)
         self.loaded = loaded.to_dict() if hasattr(loaded, "to_dict") else {"source": self.path}
-        return self.loaded
+        return model
 
     def report(self, outcomes: list[FoldOutcome], ctx: RunContext) -> Section | None:
         if self.loaded is None:

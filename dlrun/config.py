@@ -129,6 +129,18 @@ class SamplingConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Random transformations of training images (dlrun.augment); 0 leaves one out."""
+
+    name: str = "none"  # none | basic | strong
+    rotation: float = 0.0  # fraction of a full turn, either way
+    translation: float = 0.0  # fraction of height and width, either way
+    zoom: float = 0.0  # fraction in or out
+    contrast: float = 0.0  # contrast factor range around 1
+    flip: bool = False  # horizontal flips: only where a mirror image keeps its class (not digits)
+
+
+@dataclass
 class TaskConfig:
     """What the task type decides unless set here (DESIGN §2)."""
 
@@ -167,6 +179,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     seed: int = 0

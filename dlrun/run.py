@@ -164,7 +164,7 @@ def _run_fold(splits: Splits, spec: TaskSpec, capabilities: list, ctx: FoldConte
     from dlrun.progress import epoch_progress
 
     cfg = ctx.cfg
-    model, built = stages.build(splits, spec, capabilities, ctx)
+    model = stages.build(splits, spec, capabilities, ctx)
     phases = stages.plan_phases(capabilities, ctx)
     label = _sweep_job_tag() + (f"fold {ctx.fold + 1}/{ctx.folds}" if ctx.folds > 1 else table_name)
     total = sum(p.epochs for p in phases)
@@ -178,6 +178,6 @@ def _run_fold(splits: Splits, spec: TaskSpec, capabilities: list, ctx: FoldConte
     outcome = FoldOutcome(
         fold=ctx.fold, splits=splits, model=model, fit=fit, predictions=predictions, labels=labels,
         metrics={}, baseline={}, params=model.count_params(),
-        phases=phase_record if len(phases) > 1 else [], built=built,
+        phases=phase_record if len(phases) > 1 else [],
     )
     return stages.evaluate(outcome, spec, capabilities, ctx)

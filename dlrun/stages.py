@@ -57,7 +57,6 @@ class FoldOutcome:
     params: int
     phases: list[dict[str, Any]] = field(default_factory=list)
     reference: Any = None  # dlrun.reference.Reference, when diagnosis.reference=auto
-    built: dict[str, Any] = field(default_factory=dict)  # build-stage metrics per capability
     extra: dict[str, Any] = field(default_factory=dict)  # evaluate-stage metrics per capability
 
 
@@ -79,18 +78,16 @@ def prepare(splits: Splits, capabilities: list[Capability], ctx: FoldContext) ->
 
 
 def build(splits: Splits, spec: TaskSpec, capabilities: list[Capability], ctx: FoldContext):
-    """Build the configured model, then let capabilities adjust it (e.g. load weights)."""
+    """Build the configured model, then let capabilities adjust or wrap it (load weights,
+    put augmentation in front)."""
     from dlrun.models import build_model
 
     cfg = ctx.cfg
     model = build_model(cfg.model, cfg.reg, input_shape=splits.input_shape, spec=spec,
                         image_shape=splits.image_shape)
-    built = {}
     for cap in capabilities:
-        info = cap.build(model, ctx)
-        if info is not None:
-            built[cap.name] = info
-    return model, built
+        model = cap.build(model, ctx)
+    return model
 
 
 # --- train ------------------------------------------------------------------------------
