@@ -51,6 +51,7 @@ class DatasetConfig:
     sensitive: str | None = None  # a column kept aside per row (fairness), not a model input
     sensitive_as_feature: bool = False  # also feed dataset.sensitive to the model
     image_size: int = 32  # image_folder: images are resized to image_size x image_size
+    minority_fraction: float = 0.09  # mnist_imbalanced: the rare classes' share of the training data
 
 
 @dataclass

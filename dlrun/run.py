@@ -95,7 +95,8 @@ def _split_plan(cfg: Config, table: Table) -> list[tuple[np.ndarray, np.ndarray,
     """(train, val, test) row indices: one for holdout, one per fold for k-fold."""
     d = cfg.dataset
     train, val, test = holdout_indices(
-        table.y, task=table.task, test_size=d.test_size, val_size=d.val_size, seed=cfg.seed
+        table.y, task=table.task, test_size=d.test_size, val_size=d.val_size, seed=cfg.seed,
+        test=table.test_rows,
     )
     if cfg.eval.name == "holdout":
         return [(train, val, test)]

@@ -168,3 +168,29 @@ def test_tiny_classes_are_refused_before_splitting():
     table = Table("t", np.zeros((10, 1)), np.array([0] * 9 + [1]), "binary", ["a", "b"])
     with pytest.raises(DataError, match="fewer than 3 rows"):
         check_class_counts(table)
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.09, 0.2])
+def test_mnist_imbalanced_has_rare_classes_in_training_and_a_balanced_test_split(fraction):
+    from dlrun.config import DatasetConfig
+    from dlrun.data.mnist import MINORITY_CLASSES, load_mnist_imbalanced
+
+    table = load_mnist_imbalanced(DatasetConfig(name="mnist_imbalanced", minority_fraction=fraction))
+    assert np.bincount(table.y[table.test_rows]).tolist() == [100] * 6
+    train, val, test = holdout_indices(table.y, task="multiclass", test_size=0.2, val_size=0.2, seed=3,
+                                       test=table.test_rows)
+    np.testing.assert_array_equal(test, np.sort(table.test_rows))
+    counts = np.bincount(table.y[train], minlength=6)
+    share = counts[list(MINORITY_CLASSES)].sum() / counts.sum()
+    assert share <= fraction and share > fraction - 0.01  # at most the fraction, and close to it
+    assert len({*train, *val, *test}) == table.n_rows  # disjoint and covering
+
+
+def test_fixed_test_rows_survive_subsampling():
+    from dlrun.data.split import subsample
+
+    y = np.repeat([0, 1], 50)
+    table = Table("t", np.arange(100.0).reshape(-1, 1), y, "binary", ["a", "b"], test_rows=np.arange(0, 100, 5))
+    small = subsample(table, 40, seed=0)
+    np.testing.assert_array_equal(np.sort(small.index[small.test_rows]),
+                                  np.intersect1d(small.index, np.arange(0, 100, 5)))

@@ -22,6 +22,7 @@ def _registry() -> dict[str, Callable[[DatasetConfig], Table]]:
         "digits": sklearn_sets.load_digits,
         "diabetes": sklearn_sets.load_diabetes,
         "mnist_5k": mnist.load_mnist_5k,
+        "mnist_imbalanced": mnist.load_mnist_imbalanced,
         "csv": csv_table.load,
         "image_folder": image_folder.load,
     }

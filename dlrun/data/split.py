@@ -56,14 +56,27 @@ def subsample(table: Table, max_rows: int | None, *, seed: int) -> Table:
 
 
 def holdout_indices(
-    y: np.ndarray, *, task: str, test_size: float, val_size: float, seed: int
+    y: np.ndarray, *, task: str, test_size: float, val_size: float, seed: int,
+    test: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Disjoint train / validation / test row indices covering every row."""
+    """Disjoint train / validation / test row indices covering every row.
+
+    Args:
+        y: the targets (stratification).
+        task: the task (regression is not stratified).
+        test_size: the test share, when ``test`` is not given.
+        val_size: the validation share of what is left.
+        seed: the splitters' ``random_state``.
+        test: the test rows, for data that comes split; None draws them.
+    """
     idx = np.arange(len(y))
     try:
-        dev, test = train_test_split(
-            idx, test_size=test_size, random_state=seed, stratify=_stratify(y, task)
-        )
+        if test is None:
+            dev, test = train_test_split(
+                idx, test_size=test_size, random_state=seed, stratify=_stratify(y, task)
+            )
+        else:
+            dev = np.setdiff1d(idx, test)
         train, val = train_test_split(
             dev, test_size=val_size, random_state=seed, stratify=_stratify(y[dev], task)
         )

@@ -26,6 +26,9 @@ class Table:
         image_shape: (height, width, channels) of flat images.
         index: each row's position in the table as loaded (kept through subsampling).
             Defaults to ``0..n-1``.
+        test_rows: positions of the rows that form the test split, for data that comes
+            split (a test folder, a test file, a balanced test set); None: the test split
+            is drawn at random (stratified).
     """
 
     name: str
@@ -37,6 +40,7 @@ class Table:
     sensitive: np.ndarray | None = None
     image_shape: tuple[int, int, int] | None = None
     index: np.ndarray | None = None
+    test_rows: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.index is None:
@@ -50,7 +54,9 @@ class Table:
         """The table restricted to ``rows`` (positions), metadata included."""
         x = self.x.iloc[rows].reset_index(drop=True) if isinstance(self.x, pd.DataFrame) else self.x[rows]
         sensitive = self.sensitive[rows] if self.sensitive is not None else None
-        return replace(self, x=x, y=self.y[rows], sensitive=sensitive, index=self.index[rows])
+        test_rows = None if self.test_rows is None else np.flatnonzero(np.isin(rows, self.test_rows))
+        return replace(self, x=x, y=self.y[rows], sensitive=sensitive, index=self.index[rows],
+                       test_rows=test_rows)
 
 
 @dataclass
