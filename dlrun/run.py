@@ -137,10 +137,12 @@ def _run(cfg: Config, run_dir: Path, *, overrides: list[str]) -> float:
     spec: TaskSpec | None = None
     for i, (train, val, test) in enumerate(plan):
         ctx = FoldContext(cfg=cfg, run_dir=run_dir, fold=i, folds=len(plan), spec=spec)
-        splits = stages.prepare(make_splits(table, train, val, test, scaling=cfg.dataset.scaling),
-                                capabilities, ctx)
+        splits = make_splits(table, train, val, test, scaling=cfg.dataset.scaling)
+        # The headline follows the data as it comes, not as resampling leaves the training
+        # split: one sweep over sampling methods ranks every job by the same metric.
         spec = ctx.spec = spec or task_spec(table.task, splits.n_classes, splits.train.y,
                                             headline=cfg.task.headline, threshold=cfg.task.threshold)
+        splits = stages.prepare(splits, capabilities, ctx)
         outcome = _run_fold(splits, spec, capabilities, ctx, table_name=table.name,
                             resume=resume_fold == i, redo=resume_fold is not None and i < resume_fold)
         outcomes.append(outcome)

@@ -79,3 +79,16 @@ def test_sampling_refuses_a_regression_target_and_an_unknown_method():
         Sampling("oversample", seed=0).prepare(splits, ctx=None)
     with pytest.raises(ConfigError, match="is not one of"):
         resample(_part(), "tomek", seed=0)
+
+
+@pytest.mark.slow
+def test_resampling_does_not_change_the_headline_a_sweep_ranks_by(dlrun_cli, tmp_path):
+    import json
+
+    headlines = {}
+    for method in ("none", "oversample"):
+        done = dlrun_cli(["dataset=mnist_imbalanced", "model=logreg", f"sampling={method}", "trainer.epochs=1",
+                          "trainer.progress=none", f"hydra.run.dir={method}"])
+        assert done.returncode == 0, done.stderr
+        headlines[method] = json.loads((tmp_path / method / "metrics.json").read_text())["headline"]
+    assert headlines == {"none": "macro_f1", "oversample": "macro_f1"}
