@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from dlrun.config import validate
+from dlrun.config import closest_key, validate
 from dlrun.errors import UserError
 from dlrun.launch import fit_job_to_launcher
 from dlrun.paths import config_dir
@@ -102,7 +102,8 @@ def one_line(err: BaseException) -> str:
                 msg += f" (available: {', '.join(options)})"
             key = next((ln[len("full_key:"):].strip() for ln in lines[1:] if ln.startswith("full_key:")), "")
             if key:
-                msg += f" [key: {key}]"
+                guess = closest_key(key) if "not in" in msg else None
+                msg += f" [key: {key}]" + (f" (did you mean {guess}?)" if guess and guess != key else "")
             if not any(msg in p for p in parts):
                 parts.append(msg)
             if key:

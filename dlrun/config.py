@@ -12,9 +12,11 @@ answer from here.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING as MISSING_FIELD
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -216,6 +218,65 @@ def _fraction(key: str, value: float, *, closed: bool = False) -> None:
     _check(0 <= value and hi_ok, f"{key} must be in [0, 1{']' if closed else ')'}, got {value}")
 
 
+def known_keys(schema: type = Config, prefix: str = "") -> list[str]:
+    """Every dotted key of the schema (``trainer.epochs``, ...), groups included."""
+    keys = []
+    for f in fields(schema):
+        key = f"{prefix}{f.name}"
+        keys.append(key)
+        if f.default_factory is not MISSING_FIELD and is_dataclass(f.default_factory):
+            keys += known_keys(f.default_factory, prefix=f"{key}.")
+    return keys
+
+
+def closest_key(key: str) -> str | None:
+    """The schema key a mistyped ``key`` most likely meant, or None.
+
+    A close spelling among the keys of the same group (``trainer.epoch`` →
+    ``trainer.epochs``), else the same name in another group (``lr`` → ``optimizer.lr``).
+    """
+    known = known_keys()
+    group, _, name = key.rpartition(".")
+    siblings = [k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == group]
+    match = difflib.get_close_matches(name, siblings, n=1, cutoff=0.8)
+    if match:
+        return f"{group}.{match[0]}" if group else match[0]
+    elsewhere = [k for k in known if k.rpartition(".")[2] == name and k != key]
+    return elsewhere[0] if elsewhere else None
+
+
+def unknown_keys(cfg: Any) -> list[str]:
+    """Keys of the composed config that no schema declares (added with ``+key=value``)."""
+    from omegaconf import DictConfig
+
+    known = set(known_keys())
+    found = []
+
+    def walk(node: DictConfig, prefix: str) -> None:
+        for key in node.keys():
+            full = f"{prefix}{key}"
+            if full == "hydra":  # Hydra's own settings, when composed with them
+                continue
+            if full not in known:
+                found.append(full)
+                continue
+            child = node._get_node(key)
+            if isinstance(child, DictConfig) and not child._is_none():
+                walk(child, f"{full}.")
+
+    walk(cfg, "")
+    return found
+
+
+def _check_known_keys(cfg: Any) -> None:
+    unknown = unknown_keys(cfg)
+    if unknown:
+        key = unknown[0]
+        guess = closest_key(key)
+        hint = f"did you mean {guess}?" if guess else "see dlrun --cfg job for every key"
+        raise ConfigError(f"unknown key {key} ({hint}); dlrun reads only the keys its config schema declares")
+
+
 def validate(cfg: Any) -> None:
     """Check the values that types cannot, before anything heavy is imported.
 
@@ -225,6 +286,7 @@ def validate(cfg: Any) -> None:
     Raises:
         ConfigError: with a one-line message naming the key and what to do.
     """
+    _check_known_keys(cfg)
     d, m, r, o, e, t = cfg.dataset, cfg.model, cfg.reg, cfg.optimizer, cfg.eval, cfg.trainer
     if d.task is not None:
         _choice("dataset.task", d.task, TASKS)

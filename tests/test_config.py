@@ -100,3 +100,31 @@ def test_validate_names_the_key_and_the_fix(override, fragment):
         validate(cfg)
     assert fragment in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_every_key_of_the_shipped_configs_and_presets_is_known(cfg_factory):
+    from pathlib import Path
+
+    from dlrun.config import unknown_keys
+    from dlrun.paths import experiments_dir
+
+    for preset in [None, *sorted(p.stem for p in Path(experiments_dir()).glob("*.yaml"))]:
+        cfg = cfg_factory([f"experiment={preset}"] if preset else [])
+        assert unknown_keys(cfg) == [], preset
+
+
+@pytest.mark.parametrize(("override", "unknown", "guess"), [
+    ("+trainer.epoch=5", "trainer.epoch", "trainer.epochs"),
+    ("+optimizer.learning_rate=0.1", "optimizer.learning_rate", None),
+    ("+reg.dropuot=0.2", "reg.dropuot", "reg.dropout"),
+    ("+anything=1", "anything", None),
+    ("+lr=0.1", "lr", "optimizer.lr"),
+])
+def test_added_keys_the_schema_does_not_declare_are_refused_with_a_suggestion(cfg_factory, override, unknown, guess):
+    from dlrun.config import closest_key, unknown_keys, validate
+
+    cfg = cfg_factory([override])
+    assert unknown_keys(cfg) == [unknown]
+    assert closest_key(unknown) == guess
+    with pytest.raises(ConfigError, match=f"unknown key {unknown}"):
+        validate(cfg)
