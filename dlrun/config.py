@@ -54,6 +54,7 @@ class DatasetConfig:
     sensitive_as_feature: bool = False  # also feed dataset.sensitive to the model
     image_size: int = 32  # image_folder: images are resized to image_size x image_size
     minority_fraction: float = 0.09  # mnist_imbalanced: the rare classes' share of the training data
+    test_path: str | None = None  # data that comes split: its test half (image_folder: a folder)
 
 
 @dataclass

@@ -170,14 +170,42 @@ def test_image_folder_loads_resized_flat_images_in_unit_range(tmp_path):
     assert table.x.min() >= 0 and table.x.max() <= 1 and table.scaled
 
 
-def test_a_corrupt_image_is_named(tmp_path):
+def test_unreadable_images_are_skipped_counted_and_named(tmp_path, caplog):
+    from PIL import Image
+
     from dlrun.config import DatasetConfig
     from dlrun.data import load_table
 
     root = _image_folder(tmp_path / "shapes")
     (root / "square" / "bad.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(DataError, match=r"cannot read image .*bad\.jpg"):
-        load_table(DatasetConfig(name="image_folder", path=str(root)))
+    (root / "square" / "cut.png").write_bytes((root / "square" / "0.png").read_bytes()[:60])  # truncated
+    (root / "circle" / "notes.txt").write_text("not an image, and ignored by its suffix")
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.new("L", (80, 80)).save(root / "circle" / "huge.png")
+    try:
+        Image.MAX_IMAGE_PIXELS = 1000  # the 6,400-pixel image trips the decompression-bomb guard
+        with caplog.at_level("WARNING", logger="dlrun.data.image_folder"):
+            table = load_table(DatasetConfig(name="image_folder", path=str(root), image_size=8))
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    assert np.bincount(table.y).tolist() == [6, 6]  # only the readable images
+    assert "skipped 3 of 15 files" in caplog.text
+    assert "square/bad.jpg: cannot be decoded" in caplog.text and "circle/huge.png: too many pixels" in caplog.text
+
+
+def test_a_test_folder_becomes_the_test_split(tmp_path):
+    from dlrun.config import DatasetConfig
+    from dlrun.data import load_table
+    from dlrun.data.split import holdout_indices
+
+    train_root = _image_folder(tmp_path / "train", per_class=8)
+    test_root = _image_folder(tmp_path / "test", per_class=3)
+    table = load_table(DatasetConfig(name="image_folder", path=str(train_root), test_path=str(test_root),
+                                     image_size=8))
+    assert table.n_rows == 22 and table.test_rows.tolist() == list(range(16, 22))
+    train, val, test = holdout_indices(table.y, task=table.task, test_size=0.2, val_size=0.25, seed=0,
+                                       test=table.test_rows)
+    assert test.tolist() == list(range(16, 22)) and len(train) + len(val) == 16
 
 
 @pytest.mark.slow

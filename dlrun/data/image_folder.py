@@ -2,7 +2,14 @@
 
 ``DIR/<class>/<image>``: each sub-folder is one class. Every image is converted to RGB
 (or kept grey when all are grey), resized to ``dataset.image_size`` squared, scaled to
-[0, 1] and flattened; ``image_shape`` lets ``model=cnn`` reshape it back.
+[0, 1] and flattened; ``image_shape`` lets ``model=cnn`` reshape it back. A folder that
+comes split (Fruits-360's ``Training``/``Test``) gives its test half as
+``dataset.test_path``, with the same class sub-folders.
+
+Files that are not images by their suffix are ignored; images that cannot be decoded
+(truncated, corrupt, or too large to open safely) are skipped, counted and named in the
+log, so one bad file never stops a run halfway; a class left without a readable image, or
+a folder with a single class, is refused in one line.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ from dlrun.errors import DataError
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+_GREY_MODES = ("L", "1", "I", "I;16", "LA")
+# Skipped files named in the log line (the count is always complete).
+_NAMED_SKIPS = 5
 
 
 def _class_folders(root: Path) -> list[Path]:
@@ -34,60 +44,107 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _read_image(path: Path, size: int, mode: str) -> np.ndarray:
+def _header_mode(path: Path) -> str | None:
+    """The image's colour mode from its header (no pixels decoded); None when unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.mode
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
+def _pixels(path: Path, size: int, mode: str) -> np.ndarray | str:
+    """The image as a flat float array in [0, 1], or the reason it cannot be read."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
             img = img.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(img, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"cannot read image {path}: {err.__class__.__name__}; remove or replace the file") from None
+            return np.asarray(img, dtype=np.float32).reshape(-1) / 255.0
+    except Image.DecompressionBombError:
+        return "too many pixels to open safely (Pillow's decompression-bomb guard)"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        return f"cannot be decoded ({type(err).__name__})"
 
 
-def _colour_mode(files: list[Path]) -> str:
-    """``L`` when every image is grey, else ``RGB``."""
-    from PIL import Image, UnidentifiedImageError
-
-    for path in files:
-        try:
-            with Image.open(path) as img:
-                if img.mode not in ("L", "1", "I", "I;16", "LA"):
-                    return "RGB"
-        except (UnidentifiedImageError, OSError) as err:
-            raise DataError(
-                f"cannot read image {path}: {err.__class__.__name__}; remove or replace the file"
-            ) from None
-    return "L"
-
-
-def load(cfg: DatasetConfig) -> Table:
-    """Read every image under ``cfg.path``; one class per sub-folder.
-
-    Raises:
-        DataError: no such folder, no class sub-folders, a class with no images, or an
-            image that cannot be decoded (the message names the file).
-    """
-    if cfg.path is None:
-        raise DataError("dataset=image_folder needs dataset.path=DIR (a folder of class sub-folders)")
-    root = Path(str(cfg.path)).expanduser()
+def _scan(root: Path, classes: list[str] | None) -> dict[str, list[Path]]:
+    """Image files per class folder; ``classes`` (a training folder's) must cover them all."""
     folders = _class_folders(root)
     files = {f.name: _image_files(f) for f in folders}
+    if classes is not None:
+        unknown = sorted(set(files) - set(classes))
+        if unknown:
+            raise DataError(f"dataset.test_path {root} has class folder(s) {', '.join(map(repr, unknown))} "
+                            f"that dataset.path does not; both need the same class sub-folders")
     empty = [name for name, fs in files.items() if not fs]
     if empty:
         raise DataError(
             f"{root}: class folder(s) {', '.join(map(repr, empty))} hold no images "
             f"({', '.join(IMAGE_SUFFIXES[:4])}, ...)"
         )
-    all_files = [p for fs in files.values() for p in fs]
-    mode = _colour_mode(all_files)
+    return files
+
+
+def _decode(root: Path, files: dict[str, list[Path]], class_names: list[str], *, size: int, mode: str):
+    """Flat pixel rows (one array, filled in place) and their class codes; unreadable files
+    dropped and reported."""
+    paths = [p for fs in files.values() for p in fs]
+    codes = np.concatenate([np.full(len(fs), class_names.index(c), dtype=np.int64) for c, fs in files.items()])
+    x = np.empty((len(paths), size * size * (1 if mode == "L" else 3)), dtype=np.float32)
+    skipped, keep, filled = [], np.ones(len(paths), dtype=bool), 0
+    for i, path in enumerate(paths):
+        pixels = _pixels(path, size, mode)
+        if isinstance(pixels, str):
+            skipped.append((path, pixels))
+            keep[i] = False
+        else:
+            x[filled] = pixels
+            filled += 1
+    if skipped:
+        named = "; ".join(f"{p.relative_to(root)}: {why}" for p, why in skipped[:_NAMED_SKIPS])
+        more = f"; and {len(skipped) - _NAMED_SKIPS} more" if len(skipped) > _NAMED_SKIPS else ""
+        log.warning("skipped %d of %d files in %s that are not readable images: %s%s",
+                    len(skipped), len(paths), root, named, more)
+    bare = [c for c in files if not keep[codes == class_names.index(c)].any()]
+    if bare:
+        raise DataError(f"{root}: class folder(s) {', '.join(map(repr, bare))} hold no readable image "
+                        f"({len(skipped)} file(s) skipped as unreadable); fix or remove them")
+    return x[:filled], codes[keep], len(skipped)
+
+
+def load(cfg: DatasetConfig) -> Table:
+    """Read every image under ``cfg.path`` (and ``cfg.test_path``); one class per sub-folder.
+
+    Raises:
+        DataError: no such folder, no class sub-folders, a single class, a class with no
+            (readable) images, or a test folder with classes the training folder lacks.
+    """
+    if cfg.path is None:
+        raise DataError("dataset=image_folder needs dataset.path=DIR (a folder of class sub-folders)")
+    root = Path(str(cfg.path)).expanduser()
+    files = _scan(root, None)
+    if len(files) < 2:
+        raise DataError(f"{root} has a single class folder ({next(iter(files))!r}); classification needs "
+                        "at least two, one sub-folder per class")
+    class_names = list(files)
+    test_root = Path(str(cfg.test_path)).expanduser() if cfg.test_path else None
+    test_files = _scan(test_root, class_names) if test_root else {}
+    every = [p for fs in (*files.values(), *test_files.values()) for p in fs]
+    modes = [m for m in map(_header_mode, every) if m is not None]
+    mode = "L" if modes and all(m in _GREY_MODES for m in modes) else "RGB"
     size = cfg.image_size
-    x = np.stack([_read_image(p, size, mode).reshape(-1) for p in all_files])
-    y = np.concatenate([np.full(len(fs), i, dtype=np.int64) for i, fs in enumerate(files.values())])
-    channels = 1 if mode == "L" else 3
-    task = cfg.task or ("binary" if len(folders) == 2 else "multiclass")
-    log.info("read %d images in %d classes from %s", len(y), len(folders), root)
+    x, y, skipped = _decode(root, files, class_names, size=size, mode=mode)
+    test_rows = None
+    if test_root:
+        test_x, test_y, test_skipped = _decode(test_root, test_files, class_names, size=size, mode=mode)
+        test_rows = np.arange(len(y), len(y) + len(test_y))
+        x, y, skipped = np.concatenate([x, test_x]), np.concatenate([y, test_y]), skipped + test_skipped
+    task = cfg.task or ("binary" if len(class_names) == 2 else "multiclass")
+    log.info("read %d images in %d classes from %s%s", len(y), len(class_names), root,
+             f" ({skipped} unreadable skipped)" if skipped else "")
     return Table(
-        name=root.name, x=x, y=y, task=task, class_names=list(files), scaled=True,
-        image_shape=(size, size, channels),
+        name=root.name, x=x, y=y, task=task, class_names=class_names, scaled=True,
+        image_shape=(size, size, 1 if mode == "L" else 3), test_rows=test_rows,
     )

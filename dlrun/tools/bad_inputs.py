@@ -120,8 +120,13 @@ CASES: list[Case] = [
          "has no class sub-folders"),
     Case("class folder without images", ("dataset=image_folder", "dataset.path={data}/images_hollow"),
          "hold no images"),
-    Case("corrupt image", ("dataset=image_folder", "dataset.path={data}/images_corrupt"),
-         "cannot read image"),
+    Case("class of corrupt images only", ("dataset=image_folder", "dataset.path={data}/images_corrupt"),
+         "class folder(s) 'dog' hold no readable image (1 file(s) skipped as unreadable)"),
+    Case("image folder with a single class", ("dataset=image_folder", "dataset.path={data}/images_single"),
+         "has a single class folder ('cat')"),
+    Case("test folder with another class", ("dataset=image_folder", "dataset.path={data}/images_split/train",
+                                            "dataset.test_path={data}/images_split/test"),
+         "class folder(s) 'owl' that dataset.path does not"),
     Case("image size too small", ("dataset=image_folder", "dataset.path={data}/images_flat",
                                   "dataset.image_size=2"), "dataset.image_size must be at least 4"),
     # weights, outputs, resume
@@ -169,8 +174,14 @@ def make_fixtures(root: Path) -> Path:
     corrupt = root / "images_corrupt"
     for cls in ("cat", "dog"):
         (corrupt / cls).mkdir(parents=True, exist_ok=True)
-        _write_png(corrupt / cls / "1.png")
+    _write_png(corrupt / "cat" / "1.png")
     (corrupt / "dog" / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (root / "images_single" / "cat").mkdir(parents=True, exist_ok=True)
+    _write_png(root / "images_single" / "cat" / "1.png")
+    for half, classes in (("train", ("cat", "dog")), ("test", ("cat", "owl"))):
+        for cls in classes:
+            (root / "images_split" / half / cls).mkdir(parents=True, exist_ok=True)
+            _write_png(root / "images_split" / half / cls / "1.png")
     return root
 
 
