@@ -15,7 +15,7 @@ from dlrun.errors import ConfigError
 
 
 def _registry() -> dict[str, Callable[[DatasetConfig], Table]]:
-    from dlrun.data import csv_table, image_folder, mnist, sklearn_sets
+    from dlrun.data import csv_table, image_folder, keras_sets, mnist, sklearn_sets
 
     return {
         "breast_cancer": sklearn_sets.load_breast_cancer,
@@ -23,6 +23,8 @@ def _registry() -> dict[str, Callable[[DatasetConfig], Table]]:
         "diabetes": sklearn_sets.load_diabetes,
         "mnist_5k": mnist.load_mnist_5k,
         "mnist_imbalanced": mnist.load_mnist_imbalanced,
+        "mnist": keras_sets.load_mnist,
+        "fashion_mnist": keras_sets.load_fashion_mnist,
         "csv": csv_table.load,
         "image_folder": image_folder.load,
     }
