@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrun.errors import ConfigError, DataError
+from dlrun.errors import ConfigError
 from tests.conftest import compose_config, run_cli
 
 TINY = ["trainer.progress=none"]
