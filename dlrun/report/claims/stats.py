@@ -138,11 +138,11 @@ def majority_verdict(verdicts) -> str:
 
 
 def overfits(verdict: str) -> bool:
-    return "overfitting" in verdict
+    return "overfitting" in verdict or "high variance" in verdict
 
 
 def underfits(verdict: str) -> bool:
-    return "underfitting" in verdict
+    return "underfitting" in verdict or "high bias" in verdict
 
 
 def mean_std(values) -> str:
