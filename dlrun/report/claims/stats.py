@@ -151,3 +151,52 @@ def mean_std(values) -> str:
     if len(v) == 0:
         return "–"
     return f"{v.mean():.4f}" if len(v) == 1 else f"{v.mean():.4f} ± {v.std(ddof=1):.4f}"
+
+
+# --- tests over several arms: one-sided paired t-tests with Holm's correction ------------
+
+SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
+ALPHA = 0.05  # family-wise error rate of one claim's tests
+
+RULE = (
+    "Rule: each arm is compared with the baseline seed by seed (the same split and initial weights); "
+    "the table shows the mean per-seed difference and its 95% Student-t interval. A paired two-sided "
+    f"t-test per arm, with Holm's correction over every arm of the claim (family-wise {ALPHA:.0%}): "
+    "a significant improvement *supports* the claim, a significant change the other way means it is "
+    "*not supported*, anything else is *inconclusive* (within seed noise)."
+)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A paired comparison: the interval of the per-seed differences and its t-test."""
+
+    interval: Interval
+    p: float  # two-sided, H0: the mean difference is 0
+
+
+def paired_test(differences) -> PairedTest:
+    """A paired t-test on per-seed ``differences`` (positive: an improvement)."""
+    v = np.asarray([x for x in differences if np.isfinite(x)], dtype=float)
+    if len(v) < 2 or np.all(v == v[0]):
+        # No spread: a t-test is undefined, and identical differences say nothing about noise.
+        return PairedTest(interval(v), 1.0)
+    return PairedTest(interval(v), float(stats.ttest_1samp(v, 0.0).pvalue))
+
+
+def holm(pvalues: list[float], *, alpha: float = ALPHA) -> list[bool]:
+    """Holm's step-down procedure: which hypotheses are rejected at family-wise ``alpha``."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    rejected = [False] * len(pvalues)
+    for rank, i in enumerate(order):
+        if pvalues[i] > alpha / (len(pvalues) - rank):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def verdicts(tests: list[PairedTest], *, alpha: float = ALPHA) -> list[str]:
+    """The verdict of each arm's test, corrected over all of them (see :data:`RULE`)."""
+    rejected = holm([t.p for t in tests], alpha=alpha)
+    return [(SUPPORTED if t.interval.mean > 0 else NOT_SUPPORTED) if r else INCONCLUSIVE
+            for t, r in zip(tests, rejected, strict=True)]
