@@ -9,13 +9,15 @@ DLRUN  := $(BIN)/dlrun
 COURSES := outputs/courses
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install run test test-fast check-inputs lint bench course1 capacity regularization course3 optimizers \
+.PHONY: help install run test test-fast check-inputs lint bench course1 capacity regularization course2 imbalance \
+        course3 optimizers \
         reproduce clean
 
 help:
 	@echo "make run        train the default experiment (breast_cancer MLP) and print its summary"
 	@echo "make test       run the test suite"
 	@echo "make course1    capacity + regularization studies  -> $(COURSES)/{capacity,regularization}"
+	@echo "make course2    class imbalance and augmentation  -> $(COURSES)/imbalance"
 	@echo "make course3    optimizer comparison              -> $(COURSES)/optimizers"
 	@echo "make bench      speed benchmarks                  -> benchmarks/results.md"
 	@echo "make check-inputs  run every bad-input case against the installed dlrun (N passed, N failed)"
@@ -57,13 +59,19 @@ regularization: $(STAMP)
 	rm -rf $(COURSES)/regularization
 	$(DLRUN) experiment=regularization hydra.sweep.dir=$(COURSES)/regularization
 
+course2: imbalance
+
+imbalance: $(STAMP)
+	rm -rf $(COURSES)/imbalance
+	$(DLRUN) experiment=imbalance hydra.sweep.dir=$(COURSES)/imbalance
+
 course3: optimizers
 
 optimizers: $(STAMP)
 	rm -rf $(COURSES)/optimizers
 	$(DLRUN) experiment=optimizers hydra.sweep.dir=$(COURSES)/optimizers
 
-reproduce: course1 course3
+reproduce: course1 course2 course3
 
 clean:
 	rm -rf outputs/runs outputs/sweeps multirun

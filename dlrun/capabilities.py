@@ -221,8 +221,11 @@ class ClassificationReport(Capability):
                             "recall": float(report.loc[name, "recall"]),
                             "f1": float(report.loc[name, "f1-score"]),
                             "support": int(report.loc[name, "support"])} for name in names}
+        val_support = np.bincount(np.concatenate([o.splits.val.y for o in outcomes]).astype(np.int64),
+                                  minlength=len(names))
         return Section("classification", metrics={"split": "test", "per_class": per_class,
-                                                  "confusion_matrix": matrix.tolist()},
+                                                  "confusion_matrix": matrix.tolist(),
+                                                  "val_support": dict(zip(names, map(int, val_support), strict=True))},
                        files=[("confusion matrix", "confusion_matrix.png"),
                               ("per-class report", "classification_report.csv")])
 

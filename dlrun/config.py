@@ -34,7 +34,7 @@ EVALS = ("holdout", "kfold", "iterated_kfold")
 DEVICES = ("auto", "cpu", "gpu")
 PROGRESS = ("auto", "rich", "plain", "none")
 LOOPS = ("auto", "fast", "fit")
-STUDY_KINDS = ("generic", "capacity", "regularization", "optimizers")  # dlrun.report.claims.CHECKS
+STUDY_KINDS = ("generic", "capacity", "regularization", "optimizers", "imbalance")  # dlrun.report.claims.CHECKS
 ACTIVATIONS = ("relu", "elu", "selu", "gelu", "tanh", "sigmoid", "swish", "leaky_relu", "linear")
 
 

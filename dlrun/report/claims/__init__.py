@@ -36,6 +36,7 @@ CHECKS: dict[str, str] = {
     "capacity": "dlrun.report.claims.capacity",
     "regularization": "dlrun.report.claims.regularization",
     "optimizers": "dlrun.report.claims.optimizers",
+    "imbalance": "dlrun.report.claims.imbalance",
 }
 
 
