@@ -13,6 +13,10 @@ adamw       Adam with decoupled weight decay (``weight_decay``)
 nadam       Adam with Nesterov momentum
 ==========  =============================================================
 
+:data:`OPTIMIZERS` holds the names; ``OPTIMIZERS.register(name, builder)`` adds one (a
+builder takes the config and the ``learning_rate``, ``clipnorm`` and ``weight_decay``
+arguments every Keras optimizer accepts), selected with ``optimizer.name=<name>``.
+
 Schedules count decay periods in epochs (``decay_epochs``), so a period does not change
 meaning when the batch size does.
 """
@@ -20,14 +24,42 @@ meaning when the batch size does.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
-
-from dlrun.config import OPTIMIZERS, SCHEDULES, OptimizerConfig
+from dlrun.config import SCHEDULES, OptimizerConfig
 from dlrun.errors import ConfigError
+from dlrun.registry import Registry
 
-LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
+if TYPE_CHECKING:  # Keras is imported when an optimizer is built: validation reads OPTIMIZERS
+    import keras
+
+    LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
+
+OptimizerBuilder = Callable[..., "keras.optimizers.Optimizer"]  # (cfg, **common) -> optimizer
+
+
+def _keras_optimizer(class_name: str, *keys: str, **fixed: Any) -> OptimizerBuilder:
+    """A builder of ``keras.optimizers.<class_name>`` given the config's ``keys`` and ``fixed``."""
+
+    def build(cfg: OptimizerConfig, **common: Any) -> keras.optimizers.Optimizer:
+        import keras
+
+        own = {key: getattr(cfg, key) for key in keys}
+        return getattr(keras.optimizers, class_name)(**{**common, **own, **fixed})
+
+    return build
+
+
+_ADAM = ("beta_1", "beta_2", "epsilon")
+
+OPTIMIZERS: Registry[OptimizerBuilder] = Registry("optimizer", what="builder", where="dlrun.optim")
+OPTIMIZERS.register("sgd", _keras_optimizer("SGD", "momentum", "nesterov"))
+OPTIMIZERS.register("momentum", _keras_optimizer("SGD", "momentum", "nesterov"))
+OPTIMIZERS.register("nesterov", _keras_optimizer("SGD", "momentum", nesterov=True))
+OPTIMIZERS.register("rmsprop", _keras_optimizer("RMSprop", "rho", "momentum", "epsilon"))
+OPTIMIZERS.register("adam", _keras_optimizer("Adam", *_ADAM))
+OPTIMIZERS.register("adamw", _keras_optimizer("AdamW", "weight_decay", *_ADAM))
+OPTIMIZERS.register("nadam", _keras_optimizer("Nadam", *_ADAM))
 
 
 def build_schedule(cfg: OptimizerConfig, *, steps_per_epoch: int, epochs: int) -> LearningRate:
@@ -46,6 +78,8 @@ def build_schedule(cfg: OptimizerConfig, *, steps_per_epoch: int, epochs: int) -
     Raises:
         ConfigError: an unknown ``cfg.schedule``.
     """
+    import keras
+
     decay_steps = max(1, round(cfg.decay_epochs * steps_per_epoch))
     schedules = keras.optimizers.schedules
     if cfg.schedule == "constant":
@@ -64,26 +98,6 @@ def build_schedule(cfg: OptimizerConfig, *, steps_per_epoch: int, epochs: int) -
     raise ConfigError(f"optimizer.schedule={cfg.schedule!r} is not one of: {', '.join(SCHEDULES)}")
 
 
-def _sgd(cfg: OptimizerConfig, nesterov: bool = False) -> Callable[..., keras.optimizers.Optimizer]:
-    return lambda **common: keras.optimizers.SGD(
-        momentum=cfg.momentum, nesterov=nesterov or cfg.nesterov, **common
-    )
-
-
-def _builders(cfg: OptimizerConfig) -> dict[str, Callable[..., keras.optimizers.Optimizer]]:
-    opt = keras.optimizers
-    adam: dict[str, Any] = {"beta_1": cfg.beta_1, "beta_2": cfg.beta_2, "epsilon": cfg.epsilon}
-    return {
-        "sgd": _sgd(cfg),
-        "momentum": _sgd(cfg),
-        "nesterov": _sgd(cfg, nesterov=True),
-        "rmsprop": lambda **c: opt.RMSprop(rho=cfg.rho, momentum=cfg.momentum, epsilon=cfg.epsilon, **c),
-        "adam": lambda **c: opt.Adam(**adam, **c),
-        "adamw": lambda **c: opt.AdamW(weight_decay=cfg.weight_decay, **adam, **c),
-        "nadam": lambda **c: opt.Nadam(**adam, **c),
-    }
-
-
 def build_optimizer(cfg: OptimizerConfig, *, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
     """Build the Keras optimizer ``cfg.name`` names, with its schedule and clipping.
 
@@ -94,15 +108,13 @@ def build_optimizer(cfg: OptimizerConfig, *, steps_per_epoch: int, epochs: int) 
         epochs: epochs of the whole training, for the schedule.
 
     Raises:
-        ConfigError: an unknown ``cfg.name`` or ``cfg.schedule``.
+        ConfigError: an unregistered ``cfg.name``, or an unknown ``cfg.schedule``.
     """
-    builders = _builders(cfg)
-    if cfg.name not in builders:
-        raise ConfigError(f"optimizer={cfg.name!r} is not one of: {', '.join(OPTIMIZERS)}")
+    builder = OPTIMIZERS.get(cfg.name)
     common: dict[str, Any] = {
         "learning_rate": build_schedule(cfg, steps_per_epoch=steps_per_epoch, epochs=epochs),
         "clipnorm": cfg.clipnorm,
     }
-    if cfg.weight_decay and cfg.name != "adamw":
+    if cfg.weight_decay:
         common["weight_decay"] = cfg.weight_decay  # Keras applies it decoupled, as AdamW does
-    return builders[cfg.name](**common)
+    return builder(cfg, **common)

@@ -54,7 +54,7 @@ def test_every_swept_reg_option_is_a_config():
 
 
 def make_runs(tmp_path: Path, rows: list[dict]) -> pd.DataFrame:
-    """A runs table as dlrun.report.sweep.collect_runs returns it, with run folders holding the
+    """A runs frame as dlrun.report.runs.collect_runs returns it, with run folders holding the
     metrics.json fields the checks read (train/val headline and loss)."""
     out = []
     for i, r in enumerate(rows):
@@ -74,13 +74,13 @@ def make_runs(tmp_path: Path, rows: list[dict]) -> pd.DataFrame:
 
 
 def reg_rows(reg: str, gaps, vals, verdict: str) -> list[dict]:
-    return [{"cfg.reg": reg, "seed": s, "gap": g, "val_score": v, "train_fit": 1.0, "verdict": verdict,
+    return [{"reg": reg, "seed": s, "gap": g, "val_score": v, "train_fit": 1.0, "verdict": verdict,
              "params": 6000} for s, (g, v) in enumerate(zip(gaps, vals, strict=True))]
 
 
 def run_reg(tmp_path, rows, **study):
     runs = make_runs(tmp_path, rows)
-    lines = regularization.check(runs=runs, groups=pd.DataFrame(), keys=["cfg.reg"],
+    lines = regularization.check(runs=runs, groups=pd.DataFrame(), keys=["reg"],
                                  study={"baseline": "none", **study}, out_dir=tmp_path)
     return "\n".join(lines)
 
@@ -128,14 +128,14 @@ def test_regularization_without_the_baseline_says_so(tmp_path):
 
 
 def cap_rows(width: int, params: int, train: float, vals, val_losses, verdict: str) -> list[dict]:
-    return [{"cfg.model.width": str(width), "seed": s, "params": params, "train_fit": train,
+    return [{"model.width": str(width), "seed": s, "params": params, "train_fit": train,
              "gap": train - (v - 0.005), "val_score": v, "val_loss": loss, "verdict": verdict}
             for s, (v, loss) in enumerate(zip(vals, val_losses, strict=True))]
 
 
 def run_cap(tmp_path, rows):
     runs = make_runs(tmp_path, rows)
-    return "\n".join(capacity.check(runs=runs, groups=pd.DataFrame(), keys=["cfg.model.width"],
+    return "\n".join(capacity.check(runs=runs, groups=pd.DataFrame(), keys=["model.width"],
                                     study={}, out_dir=tmp_path))
 
 
@@ -192,13 +192,6 @@ def test_capacity_still_rising_at_the_largest_network_is_partly_supported(tmp_pa
             + cap_rows(64, 6000, 0.99, [0.98, 0.99, 0.985], [0.05] * 3, "good fit"))
     text = run_cap(tmp_path, rows)
     assert "**Partly supported:**" in text and "widen the range" in text
-
-
-def test_every_study_kind_the_config_accepts_has_a_claim_check():
-    from dlrun.config import STUDY_KINDS
-    from dlrun.report.claims import CHECKS
-
-    assert set(STUDY_KINDS) == {"generic", *CHECKS}
 
 
 def test_an_unregistered_study_kind_is_refused(tmp_path):

@@ -30,9 +30,9 @@ def _small_model(width: int = 4):
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input(shape=(3,))
-    hidden = keras.layers.Dense(width, activation="relu")(inputs)
+    hidden = keras.layers.Dense(width, activation="relu", name="hidden")(inputs)
     hidden = keras.layers.Dropout(0.5)(hidden)
-    return keras.Model(inputs, keras.layers.Dense(1)(hidden))
+    return keras.Model(inputs, keras.layers.Dense(1, name="head")(hidden))
 
 
 # ---------------------------------------------------------------- checkpoint unit tests
@@ -107,7 +107,8 @@ def test_weights_files_load_and_a_mismatch_is_one_clear_error(tmp_path):
     trained.save_weights(tmp_path / "w.weights.h5")
     trained.save(tmp_path / "m.keras")
     for name in ("w.weights.h5", "m.keras"):
-        target = load_weights(_small_model(), str(tmp_path / name))
+        target = _small_model()
+        load_weights(target, str(tmp_path / name))
         for a, b in zip(trained.weights, target.weights, strict=True):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
     for name in ("w.weights.h5", "m.keras"):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import keras
 
-from dlrun.models.mlp import kernel_regularizer, output_layer
+from dlrun.config import ModelConfig, RegConfig
+from dlrun.errors import ConfigError
+from dlrun.models.mlp import kernel_regularizer, layer_args, output_layer
 from dlrun.task import TaskSpec
 
 
@@ -44,7 +46,7 @@ def build_cnn(
     """
     reg = kernel_regularizer(l1, l2)
     inputs = keras.Input(shape=input_shape, name="features")
-    x = keras.layers.Reshape(image_shape)(inputs)
+    x = keras.layers.Reshape(image_shape, name="image")(inputs)
     for b in range(blocks):
         x = keras.layers.Conv2D(
             filters * 2**b, 3, padding="same", kernel_initializer=initializer,
@@ -52,13 +54,29 @@ def build_cnn(
         )(x)
         if batch_norm:
             x = keras.layers.BatchNormalization(name=f"bn_{b}")(x)
-        x = keras.layers.Activation(activation)(x)
+        x = keras.layers.Activation(activation, name=f"act_{b}")(x)
         if min(x.shape[1], x.shape[2]) >= 2:
-            x = keras.layers.MaxPooling2D(2)(x)
-    x = keras.layers.Flatten()(x)
+            x = keras.layers.MaxPooling2D(2, name=f"pool_{b}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(width, activation=activation, kernel_initializer=initializer,
                            kernel_regularizer=reg, name="dense")(x)
     if dropout > 0:
-        x = keras.layers.Dropout(dropout)(x)
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = output_layer(spec, initializer=initializer)(x)
     return keras.Model(inputs, outputs, name=f"cnn_{blocks}x{filters}")
+
+
+def from_config(
+    model: ModelConfig, reg: RegConfig, *, input_shape: tuple[int, ...], spec: TaskSpec,
+    image_shape: tuple[int, int, int] | None = None,
+) -> keras.Model:
+    """``model=cnn``: :func:`build_cnn` from the configs (registered builder).
+
+    Raises:
+        ConfigError: the data has no image shape.
+    """
+    if image_shape is None:
+        raise ConfigError(f"model={model.name} needs image data; this dataset has no image shape "
+                          "(use model=mlp)")
+    return build_cnn(input_shape, spec, image_shape=image_shape, filters=model.filters,
+                     blocks=model.blocks, **layer_args(model, reg))

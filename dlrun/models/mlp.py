@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
+from dlrun.config import ModelConfig, RegConfig
 from dlrun.task import TaskSpec
 
 
@@ -53,7 +56,7 @@ def build_mlp(
         An uncompiled ``keras.Model``.
     """
     inputs = keras.Input(shape=input_shape, name="features")
-    x = keras.layers.Flatten()(inputs) if len(input_shape) > 1 else inputs
+    x = keras.layers.Flatten(name="flatten")(inputs) if len(input_shape) > 1 else inputs
     reg = kernel_regularizer(l1, l2)
     for i in range(depth):
         x = keras.layers.Dense(
@@ -68,3 +71,27 @@ def build_mlp(
     outputs = output_layer(spec, initializer=initializer)(x)
     name = "logreg" if depth == 0 else f"mlp_{depth}x{width}"
     return keras.Model(inputs, outputs, name=name)
+
+
+def layer_args(model: ModelConfig, reg: RegConfig) -> dict[str, Any]:
+    """The hidden-layer arguments of :func:`build_mlp` (and ``build_cnn``) from the configs."""
+    return {
+        "width": model.width, "activation": model.activation, "initializer": model.initializer,
+        "batch_norm": model.batch_norm, "l1": reg.l1, "l2": reg.l2, "dropout": reg.dropout,
+    }
+
+
+def from_config(
+    model: ModelConfig, reg: RegConfig, *, input_shape: tuple[int, ...], spec: TaskSpec,
+    image_shape: tuple[int, int, int] | None = None,
+) -> keras.Model:
+    """``model=mlp``: :func:`build_mlp` with ``model.depth`` hidden layers (registered builder)."""
+    return build_mlp(input_shape, spec, depth=model.depth, **layer_args(model, reg))
+
+
+def logreg_from_config(
+    model: ModelConfig, reg: RegConfig, *, input_shape: tuple[int, ...], spec: TaskSpec,
+    image_shape: tuple[int, int, int] | None = None,
+) -> keras.Model:
+    """``model=logreg``: the output layer alone, whatever ``model.depth`` says (registered builder)."""
+    return build_mlp(input_shape, spec, depth=0, **layer_args(model, reg))
