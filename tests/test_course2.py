@@ -8,7 +8,7 @@ import numpy as np
 import yaml
 
 from dlrun.record import RunRecord, write_record
-from dlrun.report.sweep import report_sweep
+from dlrun.report.study import report_sweep
 
 CLASSES = [str(c) for c in range(6)]
 RARE = {"3", "4", "5"}

@@ -12,16 +12,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from dlrun.report.aggregate import best_per_value, group_table, split_keys, swept_keys
 from dlrun.report.claims import optimizers as opt_claims
 from dlrun.report.cli import main as report_main
-from dlrun.report.sweep import (
-    best_per_value,
-    collect_runs,
-    group_table,
-    report_sweep,
-    split_keys,
-    swept_keys,
-)
+from dlrun.report.runs import collect_runs
+from dlrun.report.study import report_sweep
 from dlrun.report.target import study_target, time_to_target
 
 
@@ -78,17 +73,17 @@ def sweep(tmp_path) -> Path:
 
 def test_swept_keys_exclude_the_seed(sweep):
     runs = collect_runs([sweep])
-    assert len(runs) == 8
-    assert swept_keys(runs) == ["cfg.optimizer", "cfg.optimizer.lr"]
-    assert split_keys(swept_keys(runs)) == (["cfg.optimizer"], ["cfg.optimizer.lr"])
+    assert len(runs.frame) == 8
+    assert swept_keys(runs) == ["optimizer", "optimizer.lr"]
+    assert split_keys(swept_keys(runs)) == (["optimizer"], ["optimizer.lr"])
 
 
 def test_groups_average_over_seeds_best_first(sweep):
     runs = collect_runs([sweep])
-    groups = group_table(runs, swept_keys(runs))
+    groups = group_table(runs.frame, swept_keys(runs))
     assert list(groups["n"]) == [2, 2, 2, 2]
     top = groups.iloc[0]
-    assert (top["cfg.optimizer"], top["cfg.optimizer.lr"]) == ("adam", "0.001")
+    assert (top["optimizer"], top["optimizer.lr"]) == ("adam", "0.001")
     assert top["val_mean"] == pytest.approx(0.98)
     assert top["val_std"] == pytest.approx(np.std([1.0, 0.96], ddof=1))
     assert list(groups["val_mean"]) == sorted(groups["val_mean"], reverse=True)
@@ -96,8 +91,8 @@ def test_groups_average_over_seeds_best_first(sweep):
 
 def test_best_learning_rate_per_optimizer(sweep):
     runs = collect_runs([sweep])
-    best = best_per_value(group_table(runs, swept_keys(runs)), ["cfg.optimizer"])
-    assert dict(zip(best["cfg.optimizer"], best["cfg.optimizer.lr"], strict=True)) == {"adam": "0.001", "sgd": "0.1"}
+    best = best_per_value(group_table(runs.frame, swept_keys(runs)), ["optimizer"])
+    assert dict(zip(best["optimizer"], best["optimizer.lr"], strict=True)) == {"adam": "0.001", "sgd": "0.1"}
 
 
 def test_time_to_target_counts_epochs_and_seconds():
@@ -147,7 +142,7 @@ def test_numbers_written_differently_are_one_group(tmp_path):
     for i, lr in enumerate(["1e-3", "0.001", "1e-2"]):
         make_run(tmp_path / str(i), val=[0.5], overrides={"optimizer.lr": lr, "seed": str(i)})
     runs = collect_runs([tmp_path])
-    assert sorted(group_table(runs, swept_keys(runs))["n"]) == [1, 2]
+    assert sorted(group_table(runs.frame, swept_keys(runs))["n"]) == [1, 2]
 
 
 def test_two_sweeps_together_fill_keys_one_did_not_sweep(tmp_path):

@@ -11,7 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 if TYPE_CHECKING:
-    from dlrun.report.sweep import SweepResult
+    from dlrun.report.study import SweepResult
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class SweepReport(Callback):
 
 def _report(sweep_dir: Path, study: dict[str, Any], started: float) -> SweepResult | None:
     """Write the sweep report of the run folders written since ``started``; None if it failed."""
-    from dlrun.report.sweep import report_sweep
+    from dlrun.report.study import report_sweep
 
     try:
         result = report_sweep([sweep_dir], out_dir=sweep_dir, study=study, since=started - 1)

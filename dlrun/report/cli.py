@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     study = recorded_study(args.paths)
     overrides = {"kind": args.kind, "name": args.name, "target_fraction": args.target_fraction}
     study.update({k: v for k, v in overrides.items() if v is not None})
-    from dlrun.report.sweep import report_sweep
+    from dlrun.report.study import report_sweep
 
     try:
         result = report_sweep(args.paths, out_dir=out, study=study)

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from dlrun.report.files import read_json
+from dlrun.report.runs import read_metrics
 
 
 def _fmt(v) -> str:
@@ -18,7 +18,7 @@ def _fmt(v) -> str:
 def print_run(run_dir: Path, *, console: Console | None = None) -> str:
     """Print the scores, the verdict and the run folder; return the run's status."""
     console = console or Console()
-    metrics = read_json(Path(run_dir) / "metrics.json")
+    metrics = read_metrics(Path(run_dir))
     head = metrics.get("headline", "")
     cols = ["loss", "accuracy", head] if metrics.get("task") != "regression" else ["loss", "mae", "r2"]
     cols = list(dict.fromkeys(c for c in cols if c))

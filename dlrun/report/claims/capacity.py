@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dlrun.report.aggregate import label
 from dlrun.report.claims.stats import (
     Interval,
     add_split_metrics,
@@ -44,10 +45,10 @@ def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: M
     """Order the architectures by size, find the under/overfitting border, test the claim.
 
     Args:
-        runs: one row per job (``cfg.*`` keys, ``seed``, ``status``, ``params``, ``val_score``,
+        runs: one row per job (its config keys, ``seed``, ``status``, ``params``, ``val_score``,
             ``train_fit``, ``val_fit``, ``verdict``, ``run_dir``, ...).
         groups: the sweep's group table (unused: this check groups by architecture itself).
-        keys: the swept ``cfg.*`` keys (the architecture's).
+        keys: the swept config keys (the architecture's).
         study: the ``study`` config (``claim``).
         out_dir: where ``capacity.png`` goes.
 
@@ -59,7 +60,7 @@ def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: M
     if ok.empty or not keys or "params" not in ok:
         return head + ["Not checked: no finished runs that differ in architecture."]
     ok = add_split_metrics(ok)
-    ok[GROUP] = [", ".join(f"{k[4:]}={r[k]}" for k in keys) for _, r in ok.iterrows()]
+    ok[GROUP] = [label(r, keys) for _, r in ok.iterrows()]
     table = _by_capacity(ok)
     greater = bool(ok["greater_is_better"].dropna().iloc[0]) if ok["greater_is_better"].notna().any() else True
     headline = str(ok["headline"].dropna().iloc[0]) if ok["headline"].notna().any() else "score"
@@ -266,7 +267,7 @@ def _plot(table: pd.DataFrame, ok: pd.DataFrame, keys: list[str], *, headline: s
     for ax, (name, train_col, val_col, std_col) in zip(axes, panels, strict=True):
         for i, (s, part) in enumerate(table.groupby("series", sort=False)):
             c = colors[i % len(colors)]
-            tag = f"{series[4:]}={s} " if series else ""
+            tag = f"{series}={s} " if series else ""
             ax.plot(part["params"], part[train_col], "--", color=c, marker=".", label=f"{tag}train")
             ax.errorbar(part["params"], part[val_col], yerr=part[std_col], color=c, marker="o",
                         capsize=3, label=f"{tag}validation")

@@ -25,7 +25,7 @@ import yaml
 
 from dlrun.paths import config_dir
 
-OPT_KEY, LR_KEY = "cfg.optimizer", "cfg.optimizer.lr"
+OPT_KEY, LR_KEY = "optimizer", "optimizer.lr"
 ADAPTIVE = ("rmsprop", "adam", "adamw", "nadam")
 
 CLAIM_TIME = ("Adaptive optimizers (RMSprop, Adam) reach the target in less time than SGD and "
@@ -158,7 +158,7 @@ def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: M
         return lines + ["", "Not checked: this study kind needs both `optimizer` and `optimizer.lr` "
                         "swept (for example `dlrun experiment=optimizers`)."]
     if "target_epochs" not in runs:
-        from dlrun.report.sweep import add_time_to_target
+        from dlrun.report.aggregate import add_time_to_target
 
         runs = add_time_to_target(runs, fraction=float(study.get("target_fraction") or 0.95))[0]
     return lines + ["", *_check_time(runs), "", *_check_sensitivity(runs, groups)]

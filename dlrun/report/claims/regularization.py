@@ -28,7 +28,7 @@ from dlrun.report.claims.stats import (
 
 log = logging.getLogger(__name__)
 
-KEY = "cfg.reg"
+KEY = "reg"
 DEFAULT_CLAIM = ("Regularization (L1/L2 penalties, dropout, early stopping) shrinks the train-validation "
                  "gap of an overfitting baseline without losing validation score.")
 
@@ -38,10 +38,10 @@ def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: M
     """Compare every ``reg`` value with ``study.baseline`` and say whether the claim holds.
 
     Args:
-        runs: one row per job (``cfg.reg``, ``seed``, ``status``, ``gap``, ``val_score``,
+        runs: one row per job (``reg``, ``seed``, ``status``, ``gap``, ``val_score``,
             ``verdict``, ``run_dir``, ...).
         groups: the sweep's group table (unused: the comparison is paired by seed).
-        keys: the swept ``cfg.*`` keys.
+        keys: the swept config keys.
         study: the ``study`` config (``claim``, ``baseline``).
         out_dir: where ``regularization.png`` goes.
 
@@ -226,7 +226,7 @@ def _notes(ok: pd.DataFrame, keys: list[str], *, headline: str, fit: str) -> lis
         "training log-loss) is shown because overfitting shows there first: an overconfident network's "
         f"validation loss rises while its accuracy barely moves.{grain}",
     ]
-    others = [k[4:] for k in keys if k != KEY]
+    others = [k for k in keys if k != KEY]
     if others:
         lines += ["", f"Other swept keys ({', '.join(others)}) are averaged over within each seed."]
     return lines

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from dlrun.report.files import read_json
+from dlrun.report.runs import read_metrics
 
 # Splits whose headline metric, fit metric and loss are read from each run's metrics.json.
 _SPLITS = ("train", "val")
@@ -54,10 +54,10 @@ def add_split_metrics(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _read_metrics(run_dir: str | None) -> dict:
-    if not isinstance(run_dir, str) or not (Path(run_dir) / "metrics.json").is_file():
+    if not isinstance(run_dir, str):
         return {}
     try:
-        return read_json(Path(run_dir) / "metrics.json")
+        return read_metrics(Path(run_dir))
     except (OSError, ValueError):
         return {}
 
@@ -110,7 +110,7 @@ def paired(runs: pd.DataFrame, *, key: str, value: str, baseline: str, column: s
 
     Args:
         runs: finished runs with a ``seed`` column.
-        key: the ``cfg.*`` column that tells the settings apart.
+        key: the column (a config key) that tells the settings apart.
         value: the setting measured.
         baseline: the setting it is measured against.
         column: the metric column.
