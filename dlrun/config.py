@@ -27,15 +27,23 @@ from dlrun.task import HEADLINES
 
 TASKS = ("binary", "multiclass", "regression")
 SCALINGS = ("standard", "minmax", "none")
-MODELS = ("logreg", "mlp", "cnn")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "nadam")
 SCHEDULES = ("constant", "exponential", "step", "cosine", "inverse_time")
 EVALS = ("holdout", "kfold", "iterated_kfold")
 DEVICES = ("auto", "cpu", "gpu")
 PROGRESS = ("auto", "rich", "plain", "none")
 LOOPS = ("auto", "fast", "fit")
-STUDY_KINDS = ("generic", "capacity", "regularization", "optimizers", "imbalance")  # dlrun.report.claims.CHECKS
 ACTIVATIONS = ("relu", "elu", "selu", "gelu", "tanh", "sigmoid", "swish", "leaky_relu", "linear")
+
+
+@dataclass
+class CreditConfig:
+    """credit_synthetic's generator (dlrun.data.credit): a planted, documented bias."""
+
+    rows: int = 6000
+    share_b: float = 0.4  # share of applicants in group B
+    label_bias: float = 1.0  # logit taken off group B's historical decisions
+    proxy_strength: float = 0.8  # how strongly the neighbourhood score tracks the group
+    data_seed: int = 7  # the data is fixed; the run's seed varies splits and weights
 
 
 @dataclass
@@ -55,6 +63,21 @@ class DatasetConfig:
     image_size: int = 32  # image_folder: images are resized to image_size x image_size
     minority_fraction: float = 0.09  # mnist_imbalanced: the rare classes' share of the training data
     test_path: str | None = None  # data that comes split: its test half (image_folder: a folder)
+    # csv: reading and cleaning (dlrun.data.csv_table checks these values where it uses them)
+    sep: str | None = None  # the delimiter, e.g. ';' or tab; None sniffs , ; tab | from the first 4 KB
+    encoding: str = "utf-8"  # never guessed: a file not in it is refused, naming dataset.encoding=latin-1
+    na_values: list[str] = field(default_factory=list)  # cell texts meaning missing besides NA and empty: [?]
+    missing: str = "impute"  # impute (fitted on the training split) | drop (the rows) | refuse
+    # A text column with more distinct values than this share of its filled cells names
+    # rows (IDs, names, free text): each value is seen about once, so its one-hot columns
+    # cannot generalize, and it is dropped with a warning. 1 keeps every column.
+    identifier_fraction: float = 0.9
+    identifier_min_distinct: int = 50  # ...and at least this many values: a small table's categories stay
+    # One-hot columns per text column, the infrequent bucket included: the width, and so
+    # memory, stays bounded whatever the cardinality. None: one column per category.
+    max_categories: int | None = 50
+    min_frequency: int = 5  # categories seen in fewer training rows share the infrequent bucket
+    credit: CreditConfig = field(default_factory=CreditConfig)  # credit_synthetic only
 
 
 @dataclass
@@ -145,6 +168,14 @@ class AugmentConfig:
 
 
 @dataclass
+class FairnessConfig:
+    """Fairness audit and mitigation over dataset.sensitive (dlrun.fairness)."""
+
+    name: str = "none"  # none | audit | reweighing | threshold | unaware
+    constraint: str = "demographic_parity"  # threshold: demographic_parity | equalized_odds
+
+
+@dataclass
 class TaskConfig:
     """What the task type decides unless set here (DESIGN §2)."""
 
@@ -184,6 +215,7 @@ class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    fairness: FairnessConfig = field(default_factory=FairnessConfig)
     diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     seed: int = 0
@@ -287,10 +319,17 @@ def validate(cfg: Any) -> None:
     Raises:
         ConfigError: with a one-line message naming the key and what to do.
     """
+    # The registries' modules import this one for its schemas; none of them imports TensorFlow.
+    from dlrun.data import DATASETS
+    from dlrun.models import MODELS
+    from dlrun.optim import OPTIMIZERS
+    from dlrun.report.claims import CHECKS
+
     _check_known_keys(cfg)
     d, m, r, o, e, t = cfg.dataset, cfg.model, cfg.reg, cfg.optimizer, cfg.eval, cfg.trainer
     if d.task is not None:
         _choice("dataset.task", d.task, TASKS)
+    DATASETS.check(d.name)
     _choice("dataset.scaling", d.scaling, SCALINGS)
     _check(0 < d.test_size < 1, f"dataset.test_size must be in (0, 1), got {d.test_size}")
     _check(0 < d.val_size < 1, f"dataset.val_size must be in (0, 1), got {d.val_size}")
@@ -298,7 +337,7 @@ def validate(cfg: Any) -> None:
     if d.max_rows is not None:
         _check(d.max_rows >= 20, f"dataset.max_rows must be at least 20, got {d.max_rows}")
 
-    _choice("model", m.name, MODELS)
+    MODELS.check(m.name)
     _choice("model.activation", m.activation, ACTIVATIONS)
     _check(m.width >= 1, f"model.width must be at least 1, got {m.width}")
     _check(m.depth >= 0, f"model.depth must be 0 or more, got {m.depth}")
@@ -314,7 +353,7 @@ def validate(cfg: Any) -> None:
     _fraction("reg.dropout", r.dropout)
     _check(r.patience >= 1, f"reg.patience must be at least 1, got {r.patience}")
 
-    _choice("optimizer", o.name, OPTIMIZERS)
+    OPTIMIZERS.check(o.name)
     _positive("optimizer.lr", o.lr)
     _check(o.batch_size >= 1, f"optimizer.batch_size must be at least 1, got {o.batch_size}")
     _fraction("optimizer.momentum", o.momentum)
@@ -337,10 +376,17 @@ def validate(cfg: Any) -> None:
     _check(t.threads >= 0, f"trainer.threads must be 0 (auto) or more, got {t.threads}")
     _check(cfg.seed >= 0, f"seed must be 0 or more, got {cfg.seed}")
 
+    f = cfg.fairness
+    _choice("fairness", f.name, ("none", "audit", "reweighing", "threshold", "unaware"))
+    _choice("fairness.constraint", f.constraint, ("demographic_parity", "equalized_odds"))
+    _check(f.name == "none" or d.sensitive is not None,
+           f"fairness={f.name} needs a sensitive attribute: set dataset.sensitive=COLUMN "
+           "(or use dataset=credit_synthetic, which has one)")
+
     if cfg.task.headline is not None:
         _choice("task.headline", cfg.task.headline, tuple(dict.fromkeys(sum(HEADLINES.values(), ()))))
     _check(0 < cfg.task.threshold < 1, f"task.threshold must be in (0, 1), got {cfg.task.threshold}")
 
-    _choice("study.kind", cfg.study.kind, STUDY_KINDS)
+    CHECKS.check(cfg.study.kind)
     _check(0 < cfg.study.target_fraction <= 1,
            f"study.target_fraction must be in (0, 1], got {cfg.study.target_fraction}")

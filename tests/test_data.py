@@ -140,18 +140,20 @@ def test_csv_mixes_numeric_and_text_columns(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("frame", "target", "fragment"),
+    ("frame", "target", "options", "fragment"),
     [
-        (pd.DataFrame({"a": [1, 2, None, 4], "label": [0, 1, 0, 1]}), "label", "missing values in a (1)"),
-        (pd.DataFrame({"a": [1, 2, 3, 4], "label": [0, 1, 0, 1]}), "y", "is not a column"),
-        (pd.DataFrame({"a": [1, 2, 3, 4], "label": ["x"] * 4}), "label", "single class"),
-        (pd.DataFrame({"label": [0, 1, 0, 1]}), "label", "no feature columns"),
+        (pd.DataFrame({"a": [1, 2, None, 4], "label": [0, 1, 0, 1]}), "label", {"missing": "refuse"},
+         "missing values in a (1)"),
+        (pd.DataFrame({"a": [1, 2, 3, 4], "label": [0, 1, 0, 1]}), "y", {}, "is not a column"),
+        (pd.DataFrame({"a": [1, 2, 3, 4], "label": ["x"] * 4}), "label", {}, "single class"),
+        (pd.DataFrame({"label": [0, 1, 0, 1]}), "label", {}, "no feature columns"),
+        (pd.DataFrame({"a": [1.0, np.inf, 3, 4], "label": [0, 1, 0, 1]}), "label", {}, "infinite values in a"),
     ],
 )
-def test_csv_errors_are_one_clear_line(tmp_path, frame, target, fragment):
+def test_csv_errors_are_one_clear_line(tmp_path, frame, target, options, fragment):
     path = _write(tmp_path, frame)
     with pytest.raises(DataError) as info:
-        load_table(DatasetConfig(name="csv", path=str(path), target=target))
+        load_table(DatasetConfig(name="csv", path=str(path), target=target, **options))
     assert fragment in str(info.value) and "\n" not in str(info.value)
 
 

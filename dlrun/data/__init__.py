@@ -1,8 +1,8 @@
 """Data: one module per data family, each exposing ``load(cfg) -> Table``.
 
-:func:`load_table` picks the loader by ``dataset.name``; :mod:`dlrun.data.split` turns a
-table into train / validation / test arrays with preprocessing fitted on the training
-split only.
+:func:`load_table` picks the loader that :data:`DATASETS` registers under ``dataset.name``;
+:mod:`dlrun.data.split` turns a table into train / validation / test arrays with
+preprocessing fitted on the training split only.
 """
 
 from __future__ import annotations
@@ -12,22 +12,23 @@ from collections.abc import Callable
 from dlrun.config import DatasetConfig
 from dlrun.data.table import Splits, Table
 from dlrun.errors import ConfigError
+from dlrun.registry import Registry
 
+Loader = Callable[[DatasetConfig], Table]
 
-def _registry() -> dict[str, Callable[[DatasetConfig], Table]]:
-    from dlrun.data import csv_table, image_folder, keras_sets, mnist, sklearn_sets
-
-    return {
-        "breast_cancer": sklearn_sets.load_breast_cancer,
-        "digits": sklearn_sets.load_digits,
-        "diabetes": sklearn_sets.load_diabetes,
-        "mnist_5k": mnist.load_mnist_5k,
-        "mnist_imbalanced": mnist.load_mnist_imbalanced,
-        "mnist": keras_sets.load_mnist,
-        "fashion_mnist": keras_sets.load_fashion_mnist,
-        "csv": csv_table.load,
-        "image_folder": image_folder.load,
-    }
+# The loaders are imported when a table is loaded: validation reads the names, and some
+# loaders pull in TensorFlow (keras_sets) or readers a run may never need.
+DATASETS: Registry[Loader] = Registry("dataset.name", what="loader", where="dlrun.data")
+DATASETS.register("breast_cancer", "dlrun.data.sklearn_sets:load_breast_cancer")
+DATASETS.register("digits", "dlrun.data.sklearn_sets:load_digits")
+DATASETS.register("diabetes", "dlrun.data.sklearn_sets:load_diabetes")
+DATASETS.register("mnist_5k", "dlrun.data.mnist:load_mnist_5k")
+DATASETS.register("mnist_imbalanced", "dlrun.data.mnist:load_mnist_imbalanced")
+DATASETS.register("mnist", "dlrun.data.keras_sets:load_mnist")
+DATASETS.register("fashion_mnist", "dlrun.data.keras_sets:load_fashion_mnist")
+DATASETS.register("credit_synthetic", "dlrun.data.credit:load")
+DATASETS.register("csv", "dlrun.data.csv_table:load")
+DATASETS.register("image_folder", "dlrun.data.image_folder:load")
 
 
 def load_table(cfg: DatasetConfig) -> Table:
@@ -37,13 +38,7 @@ def load_table(cfg: DatasetConfig) -> Table:
         ConfigError: when no loader is registered under that name.
         DataError: when the data cannot be read or used.
     """
-    loaders = _registry()
-    if cfg.name not in loaders:
-        raise ConfigError(
-            f"dataset.name={cfg.name!r} has no loader; make sure it is registered in "
-            f"dlrun.data (known: {', '.join(sorted(loaders))})"
-        )
-    table = loaders[cfg.name](cfg)
+    table = DATASETS.get(cfg.name)(cfg)
     if cfg.sensitive is not None and table.sensitive is None:
         raise ConfigError(
             f"dataset.sensitive={cfg.sensitive!r}: dataset {cfg.name} has no sensitive attribute; "
@@ -52,4 +47,4 @@ def load_table(cfg: DatasetConfig) -> Table:
     return table
 
 
-__all__ = ["Splits", "Table", "load_table"]
+__all__ = ["DATASETS", "Splits", "Table", "load_table"]

@@ -1,12 +1,24 @@
-"""Splits and preprocessing: stratified where the task allows, fitted on train only."""
+"""Splits and preprocessing: stratified where the task allows, fitted on train only.
+
+A table's preprocessing is one scikit-learn ``ColumnTransformer`` fitted on the training
+rows: numeric columns get the training median where a cell is missing, then scaling;
+text columns get the training split's most frequent value, then a one-hot encoding
+capped at ``dataset.max_categories`` columns (rare and unseen categories share one
+infrequent column); every column with a missing cell in the training split adds one 0/1
+indicator column. (``SimpleImputer(add_indicator=True)`` appends the same
+``MissingIndicator``; it is a part of its own here so indicators are neither scaled nor
+one-hot encoded.)
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
+from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.model_selection import (
     KFold,
     RepeatedKFold,
@@ -14,15 +26,17 @@ from sklearn.model_selection import (
     StratifiedKFold,
     train_test_split,
 )
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
-from dlrun.data.table import Part, Splits, Table
-from dlrun.errors import DataError
+from dlrun.config import DatasetConfig
+from dlrun.data.table import PARTS, Part, Splits, Table
+from dlrun.errors import ConfigError, DataError
 
-# Text columns with more distinct values than this keep the most frequent ones only.
-_MAX_CATEGORIES = 50
 # A class needs this many rows so every split (train, validation, test) can hold one.
 _MIN_ROWS_PER_CLASS = 3
+# The one-hot cap of tables whose loader records none (see one_hot_settings).
+_ONE_HOT_DEFAULTS = {"max_categories": DatasetConfig.max_categories, "min_frequency": DatasetConfig.min_frequency}
 
 
 def _stratify(y: np.ndarray, task: str) -> np.ndarray | None:
@@ -102,20 +116,62 @@ def fold_indices(
         raise DataError(f"cannot make {folds} folds: {err}") from None
 
 
-def _transformer(x: pd.DataFrame | np.ndarray, scaling: str):
+def is_numeric_column(column: pd.Series) -> bool:
+    """Numbers (not booleans): imputed with the median and scaled; the rest is text."""
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def one_hot_settings(cfg: DatasetConfig) -> dict[str, int | None]:
+    """``dataset.max_categories`` and ``dataset.min_frequency``, checked, for ``Table.notes``.
+
+    A loader of text columns records them as ``notes["one_hot"]``; :func:`make_splits`
+    encodes with them (with the config's defaults where a table has none).
+
+    Raises:
+        ConfigError: a cap under 2 or a frequency under 1.
+    """
+    if cfg.max_categories is not None and cfg.max_categories < 2:
+        raise ConfigError(
+            f"dataset.max_categories must be at least 2 (one category and the infrequent bucket), "
+            f"or null for no cap; got {cfg.max_categories}"
+        )
+    if cfg.min_frequency < 1:
+        raise ConfigError(
+            f"dataset.min_frequency must be at least 1 (1 keeps every category); got {cfg.min_frequency}"
+        )
+    return {"max_categories": cfg.max_categories, "min_frequency": cfg.min_frequency}
+
+
+def _transformer(
+    x: pd.DataFrame | np.ndarray, scaling: str, *, missing: list[str] | None = None,
+    one_hot: dict[str, Any] | None = None,
+):
+    """The unfitted preprocessing of ``x`` (see the module docstring).
+
+    Args:
+        x: the features (a frame: the training rows, whose dtypes decide the column kinds).
+        scaling: ``standard``, ``minmax`` or ``none``.
+        missing: the columns that get a missing-value indicator. Defaults to none.
+        one_hot: ``max_categories`` and ``min_frequency`` (see :func:`one_hot_settings`).
+            Defaults to the config's defaults.
+    """
     scaler = {"standard": StandardScaler, "minmax": MinMaxScaler}.get(scaling)
     if not isinstance(x, pd.DataFrame):
         return scaler() if scaler else None
-    numeric = [c for c in x.columns if pd.api.types.is_numeric_dtype(x[c]) and not pd.api.types.is_bool_dtype(x[c])]
+    numeric = [c for c in x.columns if is_numeric_column(x[c])]
     text = [c for c in x.columns if c not in numeric]
+    one_hot = {**_ONE_HOT_DEFAULTS, **(one_hot or {})}
     parts = []
     if numeric:
-        parts.append(("num", scaler() if scaler else "passthrough", numeric))
+        steps = [SimpleImputer(strategy="median"), *([scaler()] if scaler else [])]
+        parts.append(("num", make_pipeline(*steps), numeric))
     if text:
         encoder = OneHotEncoder(
-            handle_unknown="infrequent_if_exist", max_categories=_MAX_CATEGORIES, sparse_output=False
+            handle_unknown="infrequent_if_exist", sparse_output=False, dtype=np.float32, **one_hot
         )
-        parts.append(("text", encoder, text))
+        parts.append(("text", make_pipeline(SimpleImputer(strategy="most_frequent"), encoder), text))
+    if missing:
+        parts.append(("missing", MissingIndicator(features="all", error_on_new=False), missing))
     return ColumnTransformer(parts, verbose_feature_names_out=False)
 
 
@@ -126,30 +182,39 @@ def _take(x: pd.DataFrame | np.ndarray, idx: np.ndarray):
 
 
 def _as_text(x: pd.DataFrame) -> pd.DataFrame:
-    """Text-like columns as str so the encoder sees one type per column."""
+    """Text-like columns as Python str (missing cells stay NaN), one type per column."""
     for c in x.columns:
-        if not pd.api.types.is_numeric_dtype(x[c]) or pd.api.types.is_bool_dtype(x[c]):
-            x[c] = x[c].astype(str)
+        if not is_numeric_column(x[c]):
+            column = x[c]
+            x[c] = column.astype(object).where(column.isna(), column.astype(str)).astype(object)
     return x
 
 
 def make_splits(
     table: Table, train: np.ndarray, val: np.ndarray, test: np.ndarray, *, scaling: str
 ) -> Splits:
-    """Cut the table by row positions and fit scaling / encoding on the training rows only.
+    """Cut the table by row positions and fit imputation / scaling / encoding on the training rows only.
 
     Each part carries its rows' original index and sensitive attribute; sample weights
-    start at one (the prepare stage may change the training part's).
+    start at one (the prepare stage may change the training part's). The splits' notes
+    are the table's plus what the preprocessing did (:func:`_preprocessing_notes`).
     """
     x_parts = [_take(table.x, i) for i in (train, val, test)]
-    if isinstance(table.x, pd.DataFrame):
+    frame = isinstance(table.x, pd.DataFrame)
+    if frame:
         x_parts = [_as_text(p) for p in x_parts]
-    transformer = None if table.scaled else _transformer(table.x, scaling)
+    missing = [c for c in x_parts[0].columns if x_parts[0][c].isna().any()] if frame else []
+    transformer = None if table.scaled else _transformer(
+        x_parts[0] if frame else table.x, scaling, missing=missing, one_hot=table.notes.get("one_hot")
+    )
+    notes = dict(table.notes)
     if transformer is not None:
         xs = [transformer.fit_transform(x_parts[0]), *(transformer.transform(p) for p in x_parts[1:])]
         names = [str(n) for n in transformer.get_feature_names_out()] if hasattr(
             transformer, "get_feature_names_out"
-        ) and isinstance(table.x, pd.DataFrame) else _default_names(table.x)
+        ) and frame else _default_names(table.x)
+        if frame:
+            notes.update(_preprocessing_notes(transformer, x_parts, missing=missing, width=len(names)))
     else:
         xs = [np.asarray(p, dtype=np.float32) for p in x_parts]
         names = _default_names(table.x)
@@ -163,11 +228,35 @@ def make_splits(
              group=table.sensitive[rows] if table.sensitive is not None else None)
         for x, y, rows in zip(xs, ys, (train, val, test), strict=True)
     ]
-    columns = [str(c) for c in table.x.columns] if isinstance(table.x, pd.DataFrame) else None
+    columns = [str(c) for c in table.x.columns] if frame else None
     return Splits(
         *parts, task=table.task, class_names=table.class_names, feature_names=names,
-        input_columns=columns, y_mean=y_mean, y_std=y_std, image_shape=table.image_shape,
+        input_columns=columns, y_mean=y_mean, y_std=y_std, image_shape=table.image_shape, notes=notes,
     )
+
+
+def _preprocessing_notes(
+    transformer: ColumnTransformer, x_parts: list[pd.DataFrame], *, missing: list[str], width: int
+) -> dict[str, Any]:
+    """JSON-ready facts about a fitted table transformer, for the run folder.
+
+    ``imputed_cells`` counts the missing cells of each split (every one is filled);
+    ``infrequent_categories`` maps each text column whose rare or surplus categories
+    share the infrequent column to how many categories it merged.
+    """
+    notes: dict[str, Any] = {
+        "imputed_cells": {name: int(p.isna().to_numpy().sum()) for name, p in zip(PARTS, x_parts, strict=True)},
+        "missing_indicator_columns": [str(c) for c in missing],
+        "encoded_width": width,
+        "source_columns": int(x_parts[0].shape[1]),
+    }
+    for name, pipeline, columns in transformer.transformers_:
+        if name == "text":
+            encoder = pipeline[-1]
+            merged = zip(columns, encoder.infrequent_categories_, strict=True)
+            notes["infrequent_categories"] = {str(c): len(cats) for c, cats in merged if cats is not None}
+            notes["one_hot"] = {"max_categories": encoder.max_categories, "min_frequency": encoder.min_frequency}
+    return notes
 
 
 def _default_names(x) -> list[str]:

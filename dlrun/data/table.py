@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,8 @@ class Table:
         test_rows: positions of the rows that form the test split, for data that comes
             split (a test folder, a test file, a balanced test set); None: the test split
             is drawn at random (stratified).
+        notes: what the loader did to the data, JSON-ready, for the run folder
+            (``dlrun.data.notes.summary_lines`` words it). Defaults to empty.
     """
 
     name: str
@@ -41,6 +44,7 @@ class Table:
     image_shape: tuple[int, int, int] | None = None
     index: np.ndarray | None = None
     test_rows: np.ndarray | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.index is None:
@@ -111,6 +115,8 @@ class Splits:
     Attributes:
         input_columns: the source columns the model sees (before encoding), when the data
             is a table; ``feature_names`` are the encoded inputs.
+        notes: the table's notes plus what the preprocessing did (cells imputed per split,
+            encoded width), JSON-ready. Defaults to empty.
     """
 
     train: Part
@@ -123,6 +129,7 @@ class Splits:
     y_mean: float = 0.0
     y_std: float = 1.0
     image_shape: tuple[int, int, int] | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:

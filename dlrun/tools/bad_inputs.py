@@ -95,8 +95,22 @@ CASES: list[Case] = [
     Case("csv without a path", _csv("dataset.target=y"), "dataset.path"),
     Case("csv path that does not exist", _csv("dataset.path={data}/nope.csv", "dataset.target=y"),
          "no file at"),
-    Case("csv with missing values", _csv("dataset.path={data}/missing.csv", "dataset.target=y"),
-         "has missing values in a (1)"),
+    Case("csv with missing values, refused",
+         _csv("dataset.path={data}/missing.csv", "dataset.target=y", "dataset.missing=refuse"),
+         "has missing values in a (1), b (1); fill them, or set dataset.missing=impute"),
+    Case("unknown missing-value policy",
+         _csv("dataset.path={data}/missing.csv", "dataset.target=y", "dataset.missing=nonsense"),
+         "dataset.missing='nonsense' is not one of: impute, drop, refuse"),
+    Case("negative one-hot cap", _csv("dataset.path={data}/good.csv", "dataset.target=y", "dataset.max_categories=-3"),
+         "dataset.max_categories must be at least 2"),
+    Case("csv delimiter of two characters", _csv("dataset.path={data}/good.csv", "dataset.target=y",
+                                                 "dataset.sep=ab"), "dataset.sep must be one character"),
+    Case("unknown text encoding", _csv("dataset.path={data}/good.csv", "dataset.target=y", "dataset.encoding=klingon"),
+         "dataset.encoding='klingon' is not an encoding"),
+    Case("latin-1 csv read as utf-8", _csv("dataset.path={data}/latin1.csv", "dataset.target=y"),
+         "set dataset.encoding=latin-1"),
+    Case("csv whose targets are all missing", _csv("dataset.path={data}/no_targets.csv", "dataset.target=y"),
+         "every row's target 'y' is missing"),
     Case("csv without the label column", _csv("dataset.path={data}/good.csv", "dataset.target=label"),
          "dataset.target='label' is not a column"),
     Case("csv with infinite values", _csv("dataset.path={data}/infinite.csv", "dataset.target=y"),
@@ -155,7 +169,10 @@ def make_fixtures(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     rows = "\n".join(f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(40))
     (root / "good.csv").write_text("a,b,y\n" + rows + "\n")
-    (root / "missing.csv").write_text("a,b,y\n1,2,0\n,3,1\n" + rows + "\n")
+    (root / "missing.csv").write_text("a,b,y\n1,2,0\n,3,1\n4,,0\n" + rows + "\n")
+    (root / "latin1.csv").write_bytes(("city,a,y\n" + "\n".join(f"Montréal,{i},{i % 2}" for i in range(30))
+                                       + "\n").encode("latin-1"))
+    (root / "no_targets.csv").write_text("a,b,y\n" + "\n".join(f"{i},{i}," for i in range(30)) + "\n")
     (root / "infinite.csv").write_text("a,b,y\n1,inf,0\n" + rows + "\n")
     (root / "one_class.csv").write_text("a,b,y\n" + "\n".join(f"{i},{i},0" for i in range(30)) + "\n")
     (root / "empty.csv").write_text("")
