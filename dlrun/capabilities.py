@@ -114,7 +114,7 @@ class Capability:
 Factory = Callable[[Config], "Capability | None"]
 _REGISTRY: dict[str, Factory] = {}
 # Modules that register capabilities of their own, imported when a job first asks.
-PLUGIN_MODULES = ["dlrun.sampling", "dlrun.augment"]
+PLUGIN_MODULES = ["dlrun.sampling", "dlrun.augment", "dlrun.fairness"]
 
 
 def register_capability(name: str, factory: Factory) -> None:
