@@ -14,7 +14,7 @@ import pandas as pd
 from dlrun.capabilities import Capability, RunContext
 from dlrun.config import Config
 from dlrun.diagnosis import Diagnosis, diagnose
-from dlrun.record import RunRecord, write_record
+from dlrun.record import RunRecord, Section, write_record
 from dlrun.report.files import write_csv, write_text
 from dlrun.task import TaskSpec
 
@@ -133,6 +133,16 @@ def _record(cfg: Config, spec: TaskSpec, outcomes, *, status: str, diagnosis: Di
     return record
 
 
+def _data_section(outcomes) -> Section | None:
+    """What loading and preprocessing did (the last fold's notes: imputed cells are per fold)."""
+    from dlrun.data.notes import summary_lines
+
+    notes = outcomes[-1].splits.notes
+    if not notes:
+        return None
+    return Section("data", metrics=notes, summary=summary_lines(notes))
+
+
 def write_run_folder(
     run_dir: Path, *, cfg: Config, spec: TaskSpec, outcomes, capabilities: list[Capability],
     device: str, versions: dict[str, str], overrides: list[str], dataset_name: str,
@@ -163,7 +173,8 @@ def write_run_folder(
                      versions=versions, overrides=overrides, dataset_name=dataset_name)
     record.reference = reference
     ctx = RunContext(cfg=cfg, run_dir=run_dir, spec=spec, dataset=dataset_name, status=status)
-    sections = [section for cap in capabilities if (section := cap.report(outcomes, ctx)) is not None]
+    sections = [section for section in (_data_section(outcomes),
+                                         *(cap.report(outcomes, ctx) for cap in capabilities)) if section]
     for section in sections:
         if section.metrics is not None:
             record.sections[section.name] = section.metrics
