@@ -122,10 +122,6 @@ def register_capability(name: str, factory: Factory) -> None:
     _REGISTRY[name] = factory
 
 
-def registered_capabilities() -> list[str]:
-    return list(_REGISTRY)
-
-
 def capabilities_for(cfg: Config) -> list[Capability]:
     """The capabilities this config turns on, in registration order."""
     for module in PLUGIN_MODULES:
@@ -184,8 +180,7 @@ class InitialWeights(Capability):
     def build(self, model: Any, ctx: FoldContext) -> Any:
         from dlrun.models import load_weights
 
-        loaded = load_weights(model, self.path)
-        self.loaded = loaded.to_dict() if hasattr(loaded, "to_dict") else {"source": self.path}
+        self.loaded = load_weights(model, self.path).to_dict()
         return model
 
     def report(self, outcomes: list[FoldOutcome], ctx: RunContext) -> Section | None:

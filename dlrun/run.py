@@ -181,6 +181,6 @@ def _run_fold(splits: Splits, spec: TaskSpec, capabilities: list, ctx: FoldConte
     outcome = FoldOutcome(
         fold=ctx.fold, splits=splits, model=model, fit=fit, predictions=predictions, labels=labels,
         metrics={}, baseline={}, params=model.count_params(),
-        phases=phase_record if len(phases) > 1 else [],
+        phases=phase_record,
     )
     return stages.evaluate(outcome, spec, capabilities, ctx)
