@@ -63,6 +63,11 @@ class DatasetConfig:
     image_size: int = 32  # image_folder: images are resized to image_size x image_size
     minority_fraction: float = 0.09  # mnist_imbalanced: the rare classes' share of the training data
     test_path: str | None = None  # data that comes split: its test half (image_folder: a folder)
+    # image_folder: true reads batches from disk (decoded once into a uint8 cache file);
+    # false holds every image in memory as float32; auto streams when that array would take
+    # over a quarter of the memory available.
+    stream: str = "auto"
+    cache_dir: str | None = None  # streamed images' decoded cache; None: ~/.cache/dlrun/images
     # csv: reading and cleaning (dlrun.data.csv_table checks these values where it uses them)
     sep: str | None = None  # the delimiter, e.g. ';' or tab; None sniffs , ; tab | from the first 4 KB
     encoding: str = "utf-8"  # never guessed: a file not in it is refused, naming dataset.encoding=latin-1
@@ -334,6 +339,7 @@ def validate(cfg: Any) -> None:
     _check(0 < d.test_size < 1, f"dataset.test_size must be in (0, 1), got {d.test_size}")
     _check(0 < d.val_size < 1, f"dataset.val_size must be in (0, 1), got {d.val_size}")
     _check(d.image_size >= 4, f"dataset.image_size must be at least 4, got {d.image_size}")
+    _choice("dataset.stream", str(d.stream).lower(), ("auto", "true", "false"))
     if d.max_rows is not None:
         _check(d.max_rows >= 20, f"dataset.max_rows must be at least 20, got {d.max_rows}")
 

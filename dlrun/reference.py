@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dlrun.data.image_store import is_lazy, sample_rows
 from dlrun.data.table import Splits
 from dlrun.metrics import compute_metrics
 from dlrun.task import TaskSpec
@@ -38,6 +39,10 @@ class Reference:
 
     def to_dict(self) -> dict:
         return {"model": self.model, **self.scores}
+
+
+# Streamed training images the reference may read into memory (float32 bytes).
+_STREAMED_SAMPLE_BYTES = 64 * 2**20
 
 
 def _estimator(splits: Splits, spec: TaskSpec, seed: int):
@@ -65,12 +70,26 @@ def fit_reference(splits: Splits, spec: TaskSpec, *, seed: int) -> Reference:
     """Fit the reference on the training part (its sample weights included) and score it
     on every part with the task's metrics and threshold."""
     name, estimator = _estimator(splits, spec, seed)
+    train = splits.train
+    # A streamed image folder does not fit in memory: the reference learns from a sample.
+    x, chosen = sample_rows(train.x, max_bytes=_STREAMED_SAMPLE_BYTES, seed=seed)
+    y, weight = (train.y, train.weight) if chosen is None else (train.y[chosen], train.weight[chosen])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence notes: the reference is a yardstick
-        estimator.fit(splits.train.x, splits.train.y, sample_weight=splits.train.weight)
+        estimator.fit(x, y, sample_weight=weight)
+    if chosen is not None:
+        name = f"{name} (on {len(chosen):,} of {len(train):,} streamed training images)"
     scores = {
-        part_name: compute_metrics(part.y, _raw_output(estimator, part.x, spec), spec,
+        part_name: compute_metrics(part.y, _chunked_output(estimator, part.x, spec), spec,
                                    y_mean=splits.y_mean, y_std=splits.y_std)
         for part_name, part in splits.parts().items()
     }
     return Reference(name, scores)
+
+
+def _chunked_output(estimator, x, spec: TaskSpec) -> np.ndarray:
+    """:func:`_raw_output` over streamed rows a bounded chunk at a time."""
+    if not is_lazy(x):
+        return _raw_output(estimator, x, spec)
+    step = max(1, _STREAMED_SAMPLE_BYTES // (x.shape[1] * 4))
+    return np.concatenate([_raw_output(estimator, x[i : i + step], spec) for i in range(0, len(x), step)])

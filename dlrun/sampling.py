@@ -22,6 +22,7 @@ from dataclasses import replace
 import numpy as np
 
 from dlrun.capabilities import Capability, FoldContext, register_capability
+from dlrun.data.image_store import is_lazy
 from dlrun.data.table import Part, Splits
 from dlrun.errors import ConfigError
 from dlrun.record import Section
@@ -42,6 +43,10 @@ def balanced_weights(y: np.ndarray) -> np.ndarray:
 
 def _smote(part: Part, seed: int) -> Part:
     from imblearn.over_sampling import SMOTE
+
+    if is_lazy(part.x):
+        raise ConfigError("sampling=smote interpolates pixel rows in memory, and this image folder is "
+                          "streamed from disk: use sampling=oversample, or dataset.stream=false")
 
     counts = np.bincount(part.y.astype(np.int64))
     smallest = int(counts[counts > 0].min())

@@ -2,12 +2,12 @@
 
 :func:`train` runs either
 
-* the **fast** loop (default for in-memory arrays): each epoch is one compiled
-  ``tf.function`` call that walks the shuffled mini-batches in a ``tf.while_loop`` and
-  then runs the validation forward pass, so Python runs once per epoch, not once per
-  batch, and the graph is traced once per run;
-* or Keras's own ``model.fit`` (``trainer.loop=fit``, and the path for data that does
-  not fit in memory).
+* the **fast** loop (the default): each epoch is one compiled ``tf.function`` call that
+  walks the shuffled mini-batches in a ``tf.while_loop`` and then runs the validation
+  forward pass, so Python runs once per epoch, not once per batch, and the graph is
+  traced once per run; a streamed image folder is walked the same way a chunk of whole
+  mini-batches at a time, the next chunk read from disk while one trains;
+* or Keras's own ``model.fit`` (``trainer.loop=fit``).
 
 Both feed the same Keras callbacks (EarlyStopping with restore_best_weights,
 ReduceLROnPlateau, TensorBoard: epoch-level hooks; batch-level hooks fire under
@@ -28,6 +28,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import keras
@@ -35,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.stats import rankdata
 
+from dlrun.data.image_store import is_lazy
 from dlrun.data.table import Splits
 from dlrun.losses import per_row_loss
 from dlrun.metrics import _EPS, class_probabilities, predicted_labels
@@ -44,6 +46,8 @@ log = logging.getLogger(__name__)
 
 # Validation and prediction run in chunks of this many rows to bound memory.
 _EVAL_BATCH = 2048
+# Streamed rows are read from disk this many float32 bytes at a time (whole mini-batches).
+_CHUNK_BYTES = 64 * 2**20
 # Metrics whose larger values are better, for callbacks that watch them (mode="auto").
 _GREATER_IS_BETTER = ("accuracy", "roc_auc", "pr_auc", "macro_f1", "r2")
 
@@ -213,6 +217,8 @@ class _EpochRunner:
         self.loss = per_row_loss(spec)
         self.optimizer.build(model.trainable_variables)  # no variables may be made in the loop
         self.run = tf.function(self._epoch, autograph=False, reduce_retracing=True)
+        self.run_chunk = tf.function(self._chunk, autograph=False, reduce_retracing=True)
+        self.predict_chunk = tf.function(self._predict, autograph=False, reduce_retracing=True)
 
     def _stat(self, y, pred):
         """Correct predictions (classification) or summed absolute error (regression)."""
@@ -253,6 +259,27 @@ class _EpochRunner:
         _, chunks = tf.while_loop(lambda i, _: i < chunks.size(), chunk, (tf.constant(0), chunks))
         return chunks.concat()
 
+    def _chunk(self, x, y, w):
+        """Every mini-batch of ``x`` in order (the rows come shuffled): the sums of an epoch's
+        part, for data read from disk a chunk at a time."""
+        bs = self.batch_size
+        n = tf.shape(y)[0]
+        n_batches = (n + bs - 1) // bs
+
+        def more(i, loss_sum, stat_sum, weight_sum, finite):
+            return tf.logical_and(i < n_batches, finite)
+
+        def step(i, loss_sum, stat_sum, weight_sum, finite):
+            idx = tf.range(i * bs, tf.minimum((i + 1) * bs, n))
+            batch_loss, batch_stat, batch_finite = self._step(x, y, w, idx)
+            return (i + 1, loss_sum + batch_loss, stat_sum + batch_stat,
+                    weight_sum + tf.reduce_sum(tf.gather(w, idx)), batch_finite)
+
+        zero = tf.constant(0.0)
+        i, loss_sum, stat_sum, weight_sum, finite = tf.while_loop(
+            more, step, (tf.constant(0), zero, zero, zero, tf.constant(True)))
+        return loss_sum, stat_sum, weight_sum, finite, tf.minimum(i * bs, n)
+
     def _epoch(self, x, y, w, perm, x_val):
         bs = self.batch_size
 
@@ -279,9 +306,17 @@ def _fast_loop(
     seed: int, initial_epoch: int, history: list[Row],
 ) -> tuple[list[Row], str, str | None]:
     runner = _EpochRunner(model, spec, batch_size=batch_size, n_train=len(splits.train.y))
-    x, x_val = tf.constant(splits.train.x), tf.constant(splits.val.x)
-    y = tf.constant(splits.train.y.astype(np.float32))
-    w = tf.constant(sample_weight.astype(np.float32))
+    streamed = is_lazy(splits.train.x) or is_lazy(splits.val.x)
+    if streamed:
+        run_epoch = _StreamedEpochs(runner, splits, sample_weight, batch_size=batch_size)
+    else:
+        x, x_val = tf.constant(splits.train.x), tf.constant(splits.val.x)
+        y = tf.constant(splits.train.y.astype(np.float32))
+        w = tf.constant(sample_weight.astype(np.float32))
+
+        def run_epoch(perm):
+            return runner.run(x, y, w, perm, x_val)
+
     score_val = epoch_scorer(splits, spec)
     stat_name = "accuracy" if spec.is_classification else "mae"
     stat_scale = 1.0 if spec.is_classification else splits.y_std  # mae in the target's units
@@ -293,8 +328,8 @@ def _fast_loop(
         start = time.perf_counter()
         # One permutation per (seed, epoch): a resumed run shuffles exactly as an uninterrupted one.
         perm = np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
-        loss, stat, finite, val_pred, lr = runner.run(x, y, w, perm, x_val)
-        logs = {"loss": float(loss), stat_name: float(stat) * stat_scale, **score_val(val_pred.numpy())}
+        loss, stat, finite, val_pred, lr = run_epoch(perm)
+        logs = {"loss": float(loss), stat_name: float(stat) * stat_scale, **score_val(np.asarray(val_pred))}
         logs["lr"] = float(lr)
         logs["seconds"] = time.perf_counter() - start
         row = {"epoch": epoch + 1, **logs}
@@ -307,10 +342,65 @@ def _fast_loop(
         if model.stop_training:
             break
     callbacks.on_train_end()
+    if streamed:
+        run_epoch.pool.shutdown()
     return history, status, _divergence_message(len(history)) if status == "diverged" else None
 
 
+class _StreamedEpochs:
+    """One epoch of the fast loop over rows read from disk (a streamed image folder).
+
+    The epoch's permutation is cut into chunks of whole mini-batches, so the batches are
+    the ones the in-memory loop would make; each chunk is read (by a background thread,
+    while the previous one trains) as float32 and walked by one compiled call.
+    """
+
+    def __init__(self, runner: _EpochRunner, splits: Splits, sample_weight: np.ndarray, *, batch_size: int):
+        self.runner = runner
+        self.x, self.x_val = splits.train.x, splits.val.x
+        self.y = splits.train.y.astype(np.float32)
+        self.w = sample_weight.astype(np.float32)
+        row_bytes = int(np.prod(self.x.shape[1:])) * 4
+        self.chunk = max(1, _CHUNK_BYTES // row_bytes // batch_size) * batch_size
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlrun-read")
+
+    def __call__(self, perm: np.ndarray):
+        starts = range(0, len(perm), self.chunk)
+        pending = self.pool.submit(self.x.__getitem__, perm[: self.chunk])
+        loss_sum = stat_sum = weight_sum = 0.0
+        seen, finite = 0, True
+        for start in starts:
+            xc = pending.result()
+            rows = perm[start : start + self.chunk]
+            if start + self.chunk < len(perm):
+                pending = self.pool.submit(self.x.__getitem__, perm[start + self.chunk : start + 2 * self.chunk])
+            out = self.runner.run_chunk(xc, self.y[rows], self.w[rows])
+            loss_sum += float(out[0])
+            stat_sum += float(out[1])
+            weight_sum += float(out[2])
+            seen += int(out[4])
+            finite = bool(out[3])
+            if not finite:
+                break
+        val = np.concatenate([
+            self.runner.predict_chunk(self.x_val[i : i + self.chunk]).numpy()
+            for i in range(0, len(self.x_val), self.chunk)
+        ])
+        lr = float(keras.ops.convert_to_numpy(self.runner.optimizer.learning_rate))
+        return loss_sum / weight_sum, stat_sum / max(seen, 1), finite, val, lr
+
+
 # --- the model.fit loop -----------------------------------------------------------------
+
+
+def _batches(x, y: np.ndarray, w: np.ndarray, *, batch_size: int, seed: int, epochs: range):
+    """Shuffled mini-batches of streamed rows for ``model.fit``, epoch after epoch, one
+    permutation per (seed, epoch) as in the fast loop."""
+    for epoch in epochs:
+        perm = np.random.default_rng([seed, epoch]).permutation(len(y))
+        for i in range(0, len(y), batch_size):
+            rows = perm[i : i + batch_size]
+            yield x[rows], y[rows], w[rows]
 
 
 class _Recorder(keras.callbacks.Callback):
@@ -366,11 +456,18 @@ def _fit_loop(
     y = splits.train.y.astype(np.float32)
     if spec.units == 1:
         y = y.reshape(-1, 1)  # the data-loss metric, unlike the loss, does not reshape targets
-    model.fit(
-        splits.train.x, y, sample_weight=sample_weight,
-        epochs=epochs, initial_epoch=initial_epoch, batch_size=batch_size, shuffle=True,
-        callbacks=[recorder, *callbacks.callbacks], verbose=0,
-    )
+    if is_lazy(splits.train.x):
+        batches = _batches(splits.train.x, y, sample_weight.astype(np.float32), batch_size=batch_size,
+                           seed=seed, epochs=range(initial_epoch, epochs))
+        model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, shuffle=False,
+                  steps_per_epoch=math.ceil(len(y) / batch_size),
+                  callbacks=[recorder, *callbacks.callbacks], verbose=0)
+    else:
+        model.fit(
+            splits.train.x, y, sample_weight=sample_weight,
+            epochs=epochs, initial_epoch=initial_epoch, batch_size=batch_size, shuffle=True,
+            callbacks=[recorder, *callbacks.callbacks], verbose=0,
+        )
     if recorder.diverged:
         return recorder.rows, "diverged", _divergence_message(len(recorder.rows))
     return recorder.rows, "ok", None

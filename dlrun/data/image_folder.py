@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from dlrun.config import DatasetConfig
+from dlrun.data.image_store import ImageRows, decode_to_store, default_cache_dir
 from dlrun.data.table import Table
 from dlrun.errors import DataError
 
@@ -87,11 +88,31 @@ def _scan(root: Path, classes: list[str] | None) -> dict[str, list[Path]]:
     return files
 
 
+def _report(root: Path, n_files: int, skipped: list[tuple[Path, str]]) -> None:
+    if skipped:
+        named = "; ".join(f"{p.relative_to(root)}: {why}" for p, why in skipped[:_NAMED_SKIPS])
+        more = f"; and {len(skipped) - _NAMED_SKIPS} more" if len(skipped) > _NAMED_SKIPS else ""
+        log.warning("skipped %d of %d files in %s that are not readable images: %s%s",
+                    len(skipped), n_files, root, named, more)
+
+
+def _refuse_bare(root: Path, files: dict[str, list[Path]], codes: np.ndarray, keep: np.ndarray,
+                 class_names: list[str], n_skipped: int) -> None:
+    bare = [c for c in files if not keep[codes == class_names.index(c)].any()]
+    if bare:
+        raise DataError(f"{root}: class folder(s) {', '.join(map(repr, bare))} hold no readable image "
+                        f"({n_skipped} file(s) skipped as unreadable); fix or remove them")
+
+
+def _codes(files: dict[str, list[Path]], class_names: list[str]) -> np.ndarray:
+    return np.concatenate([np.full(len(fs), class_names.index(c), dtype=np.int64) for c, fs in files.items()])
+
+
 def _decode(root: Path, files: dict[str, list[Path]], class_names: list[str], *, size: int, mode: str):
     """Flat pixel rows (one array, filled in place) and their class codes; unreadable files
     dropped and reported."""
     paths = [p for fs in files.values() for p in fs]
-    codes = np.concatenate([np.full(len(fs), class_names.index(c), dtype=np.int64) for c, fs in files.items()])
+    codes = _codes(files, class_names)
     x = np.empty((len(paths), size * size * (1 if mode == "L" else 3)), dtype=np.float32)
     skipped, keep, filled = [], np.ones(len(paths), dtype=bool), 0
     for i, path in enumerate(paths):
@@ -102,16 +123,42 @@ def _decode(root: Path, files: dict[str, list[Path]], class_names: list[str], *,
         else:
             x[filled] = pixels
             filled += 1
-    if skipped:
-        named = "; ".join(f"{p.relative_to(root)}: {why}" for p, why in skipped[:_NAMED_SKIPS])
-        more = f"; and {len(skipped) - _NAMED_SKIPS} more" if len(skipped) > _NAMED_SKIPS else ""
-        log.warning("skipped %d of %d files in %s that are not readable images: %s%s",
-                    len(skipped), len(paths), root, named, more)
-    bare = [c for c in files if not keep[codes == class_names.index(c)].any()]
-    if bare:
-        raise DataError(f"{root}: class folder(s) {', '.join(map(repr, bare))} hold no readable image "
-                        f"({len(skipped)} file(s) skipped as unreadable); fix or remove them")
+    _report(root, len(paths), skipped)
+    _refuse_bare(root, files, codes, keep, class_names, len(skipped))
     return x[:filled], codes[keep], len(skipped)
+
+
+def _decode_streamed(roots: list[tuple[Path, dict[str, list[Path]]]], class_names: list[str], *,
+                     size: int, mode: str, cache_dir: Path):
+    """Like :func:`_decode` for every folder at once, into an on-disk store (see
+    :mod:`dlrun.data.image_store`): rows read on demand, their codes, the skipped count and
+    where each folder's rows start."""
+    paths = [p for _, files in roots for fs in files.values() for p in fs]
+    store, keep, skipped = decode_to_store(paths, size=size, mode=mode, cache_dir=cache_dir, decode=_pixels)
+    codes, starts, offset = [], [], 0
+    for root, files in roots:
+        n = sum(map(len, files.values()))
+        mine = [(p, why) for p, why in skipped if p.is_relative_to(root)]
+        _report(root, n, mine)
+        folder_codes = _codes(files, class_names)
+        _refuse_bare(root, files, folder_codes, keep[offset : offset + n], class_names, len(mine))
+        codes.append(folder_codes)
+        starts.append(int(keep[:offset].sum()))
+        offset += n
+    return ImageRows(store, np.flatnonzero(keep)), np.concatenate(codes)[keep], len(skipped), starts
+
+
+def _streams(cfg: DatasetConfig, n_images: int, pixels: int) -> bool:
+    """``dataset.stream``: true, false, or auto (stream when the float32 array would take
+    more than a quarter of the memory available now)."""
+    choice = str(cfg.stream).lower()
+    if choice in ("true", "false"):
+        return choice == "true"
+    if choice != "auto":
+        raise DataError(f"dataset.stream={cfg.stream!r} is not one of: auto, true, false")
+    import psutil
+
+    return n_images * pixels * 4 > psutil.virtual_memory().available / 4
 
 
 def load(cfg: DatasetConfig) -> Table:
@@ -135,16 +182,26 @@ def load(cfg: DatasetConfig) -> Table:
     modes = [m for m in map(_header_mode, every) if m is not None]
     mode = "L" if modes and all(m in _GREY_MODES for m in modes) else "RGB"
     size = cfg.image_size
-    x, y, skipped = _decode(root, files, class_names, size=size, mode=mode)
+    channels = 1 if mode == "L" else 3
+    stream = _streams(cfg, len(every), size * size * channels)
     test_rows = None
-    if test_root:
-        test_x, test_y, test_skipped = _decode(test_root, test_files, class_names, size=size, mode=mode)
-        test_rows = np.arange(len(y), len(y) + len(test_y))
-        x, y, skipped = np.concatenate([x, test_x]), np.concatenate([y, test_y]), skipped + test_skipped
+    if stream:
+        cache_dir = Path(str(cfg.cache_dir)).expanduser() if cfg.cache_dir else default_cache_dir()
+        roots = [(root, files)] + ([(test_root, test_files)] if test_root else [])
+        x, y, skipped, starts = _decode_streamed(roots, class_names, size=size, mode=mode, cache_dir=cache_dir)
+        if test_root:
+            test_rows = np.arange(starts[1], len(y))
+    else:
+        x, y, skipped = _decode(root, files, class_names, size=size, mode=mode)
+        if test_root:
+            test_x, test_y, test_skipped = _decode(test_root, test_files, class_names, size=size, mode=mode)
+            test_rows = np.arange(len(y), len(y) + len(test_y))
+            x, y, skipped = np.concatenate([x, test_x]), np.concatenate([y, test_y]), skipped + test_skipped
     task = cfg.task or ("binary" if len(class_names) == 2 else "multiclass")
-    log.info("read %d images in %d classes from %s%s", len(y), len(class_names), root,
-             f" ({skipped} unreadable skipped)" if skipped else "")
+    log.info("%s %d images in %d classes from %s%s", "streaming" if stream else "read", len(y),
+             len(class_names), root, f" ({skipped} unreadable skipped)" if skipped else "")
     return Table(
         name=root.name, x=x, y=y, task=task, class_names=class_names, scaled=True,
-        image_shape=(size, size, 1 if mode == "L" else 3), test_rows=test_rows,
+        image_shape=(size, size, channels), test_rows=test_rows,
+        notes={"images": {"streamed": stream, "skipped_files": skipped}},
     )

@@ -15,6 +15,7 @@ every number taken from the notes, and skips what did not happen. The keys:
 - ``imputed_cells`` (``{"train", "val", "test"}``), ``missing_indicator_columns``.
 - ``one_hot`` (``max_categories``, ``min_frequency``), ``infrequent_categories``
   (``{column: categories merged}``), ``encoded_width``, ``source_columns``.
+- ``images`` (``{"streamed", "skipped_files"}``): how an image folder was read.
 """
 
 from __future__ import annotations
@@ -105,6 +106,19 @@ def _encoding(notes: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _images(notes: dict[str, Any]) -> list[str]:
+    images = notes.get("images")
+    if not images:
+        return []
+    lines = []
+    if images.get("streamed"):
+        lines.append("- images streamed from disk: decoded once into a uint8 cache file "
+                     "(`dataset.cache_dir`), read a chunk of rows at a time")
+    if images.get("skipped_files"):
+        lines.append(f"- skipped {_plural(images['skipped_files'], 'unreadable image file')} (named in run.log)")
+    return lines
+
+
 def summary_lines(notes: dict[str, Any]) -> list[str]:
     """Markdown bullet lines saying what loading and preprocessing did, from ``notes``.
 
@@ -115,4 +129,4 @@ def summary_lines(notes: dict[str, Any]) -> list[str]:
         One ``- ...`` line per thing that happened, in the order it happened; empty
         when the notes are.
     """
-    return [*_reading(notes), *_dropped(notes), *_missing(notes), *_encoding(notes)]
+    return [*_reading(notes), *_images(notes), *_dropped(notes), *_missing(notes), *_encoding(notes)]

@@ -30,6 +30,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
 from dlrun.config import DatasetConfig
+from dlrun.data.image_store import is_lazy, take_rows
 from dlrun.data.table import PARTS, Part, Splits, Table
 from dlrun.errors import ConfigError, DataError
 
@@ -178,7 +179,7 @@ def _transformer(
 def _take(x: pd.DataFrame | np.ndarray, idx: np.ndarray):
     if isinstance(x, pd.DataFrame):
         return x.iloc[idx].copy()
-    return x[idx]
+    return take_rows(x, idx)
 
 
 def _as_text(x: pd.DataFrame) -> pd.DataFrame:
@@ -216,7 +217,7 @@ def make_splits(
         if frame:
             notes.update(_preprocessing_notes(transformer, x_parts, missing=missing, width=len(names)))
     else:
-        xs = [np.asarray(p, dtype=np.float32) for p in x_parts]
+        xs = [p if is_lazy(p) else np.asarray(p, dtype=np.float32) for p in x_parts]
         names = _default_names(table.x)
     ys = [table.y[i] for i in (train, val, test)]
     y_mean, y_std = 0.0, 1.0
@@ -224,7 +225,7 @@ def make_splits(
         y_mean, y_std = float(np.mean(ys[0])), float(np.std(ys[0]) or 1.0)
         ys = [(v - y_mean) / y_std for v in ys]
     parts = [
-        Part(x=np.ascontiguousarray(x, dtype=np.float32), y=y, index=table.index[rows],
+        Part(x=x if is_lazy(x) else np.ascontiguousarray(x, dtype=np.float32), y=y, index=table.index[rows],
              group=table.sensitive[rows] if table.sensitive is not None else None)
         for x, y, rows in zip(xs, ys, (train, val, test), strict=True)
     ]

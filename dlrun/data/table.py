@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dlrun.data.image_store import ImageRows, take_rows
+
 PARTS = ("train", "val", "test")
 
 
@@ -56,7 +58,7 @@ class Table:
 
     def take(self, rows: np.ndarray) -> Table:
         """The table restricted to ``rows`` (positions), metadata included."""
-        x = self.x.iloc[rows].reset_index(drop=True) if isinstance(self.x, pd.DataFrame) else self.x[rows]
+        x = self.x.iloc[rows].reset_index(drop=True) if isinstance(self.x, pd.DataFrame) else take_rows(self.x, rows)
         sensitive = self.sensitive[rows] if self.sensitive is not None else None
         test_rows = None if self.test_rows is None else np.flatnonzero(np.isin(rows, self.test_rows))
         return replace(self, x=x, y=self.y[rows], sensitive=sensitive, index=self.index[rows],
@@ -68,7 +70,8 @@ class Part:
     """One split (train, validation or test): model-ready rows and their metadata.
 
     Attributes:
-        x: float32 features.
+        x: float32 features: an array, or rows of a streamed image folder read on demand
+            (:class:`dlrun.data.image_store.ImageRows`).
         y: class codes (classification) or standardized targets (regression).
         index: each row's position in the loaded table; -1 for a synthetic row (one a
             resampler made). Defaults to ``0..n-1``.
@@ -76,7 +79,7 @@ class Part:
         group: the sensitive attribute of each row, when the dataset names one.
     """
 
-    x: np.ndarray
+    x: np.ndarray | ImageRows
     y: np.ndarray
     index: np.ndarray | None = None
     weight: np.ndarray | None = None
@@ -101,7 +104,7 @@ class Part:
     def take(self, rows: np.ndarray) -> Part:
         """The rows at ``rows`` (positions; repeats allowed), metadata carried along."""
         group = self.group[rows] if self.group is not None else None
-        return replace(self, x=self.x[rows], y=self.y[rows], index=self.index[rows],
+        return replace(self, x=take_rows(self.x, rows), y=self.y[rows], index=self.index[rows],
                        weight=self.weight[rows], group=group)
 
 
