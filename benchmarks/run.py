@@ -4,7 +4,9 @@
 * the trainer, side by side: dlrun vs a plain ``model.fit`` script vs a hand-written
   compiled-epoch loop, on the breast_cancer MLP (5 seeds) and a mnist_5k CNN;
 * course 3's 36-job sweep, and an 8-job one, under the basic and joblib launchers
-  (``bench_launchers.py``).
+  (``bench_launchers.py``);
+* a 60,000-PNG image folder streamed against held in memory: peak memory and epoch time
+  (``bench_stream.py``).
 
 Timings depend on the machine and its load: read the ratios, measured side by side in
 this one run, rather than the seconds.
@@ -142,6 +144,10 @@ def main() -> None:
     cnn = trainer.measure_case(trainer.MNIST_CNN)
     print("launchers ...", flush=True)
     sweep, sweep_ratio = launchers()
+    print("streamed image folders ...", flush=True)
+    import bench_stream
+
+    stream = bench_stream.main([])
     minutes = (time.perf_counter() - start) / 60
     lines = [
         "# dlrun benchmarks",
@@ -169,6 +175,7 @@ def main() -> None:
         *trainer.markdown(bc),
         *trainer.markdown(cnn),
         *sweep,
+        *stream,
     ]
     RESULTS.write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {RESULTS} in {minutes:.1f} min")

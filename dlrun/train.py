@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 
 # Validation and prediction run in chunks of this many rows to bound memory.
 _EVAL_BATCH = 2048
-# Streamed rows are read from disk this many float32 bytes at a time (whole mini-batches).
-_CHUNK_BYTES = 64 * 2**20
+# Streamed rows are read from disk this many (uint8) bytes at a time, in whole mini-batches.
+_CHUNK_BYTES = 8 * 2**20
 # Metrics whose larger values are better, for callbacks that watch them (mode="auto").
 _GREATER_IS_BETTER = ("accuracy", "roc_auc", "pr_auc", "macro_f1", "r2")
 
@@ -201,6 +201,11 @@ def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
 # --- the fast loop ----------------------------------------------------------------------
 
 
+def _pixels(x):
+    """Stored pixels (uint8) as the float32 values in [0, 1] the model sees."""
+    return tf.cast(x, tf.float32) / 255.0
+
+
 class _EpochRunner:
     """Compiles one training epoch and the validation pass into a single graph call.
 
@@ -217,8 +222,10 @@ class _EpochRunner:
         self.loss = per_row_loss(spec)
         self.optimizer.build(model.trainable_variables)  # no variables may be made in the loop
         self.run = tf.function(self._epoch, autograph=False, reduce_retracing=True)
-        self.run_chunk = tf.function(self._chunk, autograph=False, reduce_retracing=True)
-        self.predict_chunk = tf.function(self._predict, autograph=False, reduce_retracing=True)
+        self.run_chunk = tf.function(lambda x, y, w: self._chunk(_pixels(x), y, w), autograph=False,
+                                     reduce_retracing=True)
+        self.predict_chunk = tf.function(lambda x: self._predict(_pixels(x)), autograph=False,
+                                         reduce_retracing=True)
 
     def _stat(self, y, pred):
         """Correct predictions (classification) or summed absolute error (regression)."""
@@ -306,7 +313,7 @@ def _fast_loop(
     seed: int, initial_epoch: int, history: list[Row],
 ) -> tuple[list[Row], str, str | None]:
     runner = _EpochRunner(model, spec, batch_size=batch_size, n_train=len(splits.train.y))
-    streamed = is_lazy(splits.train.x) or is_lazy(splits.val.x)
+    streamed = is_lazy(splits.train.x) and is_lazy(splits.val.x)
     if streamed:
         run_epoch = _StreamedEpochs(runner, splits, sample_weight, batch_size=batch_size)
     else:
@@ -352,7 +359,8 @@ class _StreamedEpochs:
 
     The epoch's permutation is cut into chunks of whole mini-batches, so the batches are
     the ones the in-memory loop would make; each chunk is read (by a background thread,
-    while the previous one trains) as float32 and walked by one compiled call.
+    while the previous one trains) as stored uint8 pixels, scaled to [0, 1] inside the graph,
+    and walked by one compiled call.
     """
 
     def __init__(self, runner: _EpochRunner, splits: Splits, sample_weight: np.ndarray, *, batch_size: int):
@@ -360,20 +368,20 @@ class _StreamedEpochs:
         self.x, self.x_val = splits.train.x, splits.val.x
         self.y = splits.train.y.astype(np.float32)
         self.w = sample_weight.astype(np.float32)
-        row_bytes = int(np.prod(self.x.shape[1:])) * 4
+        row_bytes = int(np.prod(self.x.shape[1:]))
         self.chunk = max(1, _CHUNK_BYTES // row_bytes // batch_size) * batch_size
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlrun-read")
 
     def __call__(self, perm: np.ndarray):
         starts = range(0, len(perm), self.chunk)
-        pending = self.pool.submit(self.x.__getitem__, perm[: self.chunk])
+        pending = self.pool.submit(self.x.raw, perm[: self.chunk])
         loss_sum = stat_sum = weight_sum = 0.0
         seen, finite = 0, True
         for start in starts:
             xc = pending.result()
             rows = perm[start : start + self.chunk]
             if start + self.chunk < len(perm):
-                pending = self.pool.submit(self.x.__getitem__, perm[start + self.chunk : start + 2 * self.chunk])
+                pending = self.pool.submit(self.x.raw, perm[start + self.chunk : start + 2 * self.chunk])
             out = self.runner.run_chunk(xc, self.y[rows], self.w[rows])
             loss_sum += float(out[0])
             stat_sum += float(out[1])
@@ -383,7 +391,7 @@ class _StreamedEpochs:
             if not finite:
                 break
         val = np.concatenate([
-            self.runner.predict_chunk(self.x_val[i : i + self.chunk]).numpy()
+            self.runner.predict_chunk(self.x_val.raw(slice(i, i + self.chunk))).numpy()
             for i in range(0, len(self.x_val), self.chunk)
         ])
         lr = float(keras.ops.convert_to_numpy(self.runner.optimizer.learning_rate))
