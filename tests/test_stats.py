@@ -57,3 +57,37 @@ def test_a_correction_can_turn_a_lone_significant_arm_inconclusive():
     assert 0.025 < alone.p < 0.05
     assert verdicts([alone]) == [SUPPORTED]
     assert verdicts([alone, paired_test([0.1, -0.1, 0.05, -0.05])]) == [INCONCLUSIVE, INCONCLUSIVE]
+
+
+def test_holm_adjusted_p_values_give_the_same_decisions_as_holm():
+    from dlrun.report.claims.stats import holm_adjusted
+
+    ps = [0.030, 0.001, 0.026, 0.2]
+    adjusted = holm_adjusted(ps)
+    assert adjusted == pytest.approx([0.078, 0.004, 0.078, 0.2])  # 3 x 0.026 carries up to 0.030's
+    assert [a <= 0.05 for a in adjusted] == holm(ps)
+
+
+def test_combining_arms_for_claims_about_every_arm_or_some_arm():
+    from dlrun.report.claims.stats import combine
+
+    assert combine([SUPPORTED, SUPPORTED], every=True) == SUPPORTED
+    assert combine([SUPPORTED, INCONCLUSIVE], every=True) == INCONCLUSIVE
+    assert combine([SUPPORTED, NOT_SUPPORTED], every=True) == NOT_SUPPORTED
+    assert combine([SUPPORTED, NOT_SUPPORTED], every=False) == SUPPORTED
+    assert combine([NOT_SUPPORTED, NOT_SUPPORTED], every=False) == NOT_SUPPORTED
+    assert combine([], every=False) == INCONCLUSIVE
+
+
+def test_paired_differences_match_on_the_seed():
+    import pandas as pd
+
+    from dlrun.report.claims.stats import paired, paired_differences
+
+    runs = pd.DataFrame({"reg": ["none", "none", "none", "l2", "l2"], "seed": [0, 1, 2, 2, 0],
+                         "score": [0.90, 0.80, 0.70, 0.75, 0.93]})
+    diffs = paired_differences(runs, key="reg", value="l2", baseline="none", column="score")
+    assert list(diffs) == pytest.approx([0.03, 0.05])  # seeds 0 and 2; seed 1 has no pair
+    ci = paired(runs, key="reg", value="l2", baseline="none", column="score")
+    assert (ci.n, ci.mean) == (2, pytest.approx(0.04))
+    assert ci.half == pytest.approx(sps.t.ppf(0.975, 1) * sps.tstd([0.03, 0.05]) / math.sqrt(2))  # 1 df: 12.7

@@ -1,4 +1,4 @@
-"""What the course-1 claim checks share: per-run extras, seed-paired differences, verdicts.
+"""What every study's claim check shares: per-run extras, seed-paired differences, verdicts.
 
 Runs of one sweep that share a seed share the data split and the initial weights, so a
 difference between two settings is measured seed by seed (paired) and summarised by
@@ -28,25 +28,31 @@ def finished(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["status"] == "ok"].copy() if "status" in runs else runs.copy()
 
 
-def add_split_metrics(runs: pd.DataFrame) -> pd.DataFrame:
-    """Add ``{train,val}_{head,loss}`` and ``n_val`` columns from each run's ``metrics.json``.
+def add_split_metrics(runs: pd.DataFrame, *, splits: tuple[str, ...] = _SPLITS) -> pd.DataFrame:
+    """Add ``{split}_{head,loss}`` and ``n_val`` columns from each run's ``metrics.json``.
 
     The runs table carries the headline only for validation and test; the capacity and
-    regularization checks also want the training headline, both losses and the size of
-    the validation split. Runs whose
-    folder is gone keep NaN.
+    regularization checks also want the training headline, the losses and the size of
+    the validation split. Runs whose folder is gone keep NaN.
+
+    Args:
+        runs: one row per run, with ``run_dir``.
+        splits: the splits to read. Defaults to train and validation; a split other than
+            those two also adds its size as ``n_<split>``.
     """
     runs = runs.copy()
-    extra: dict[str, list[float]] = {f"{s}_{k}": [] for s in _SPLITS for k in ("head", "loss")}
-    extra["n_val"] = []
+    extra: dict[str, list[float]] = {f"{s}_{k}": [] for s in splits for k in ("head", "loss")}
+    sizes = ["val", *(s for s in splits if s not in _SPLITS)]
+    extra.update({f"n_{s}": [] for s in sizes})
     for _, row in runs.iterrows():
         metrics = _read_metrics(row.get("run_dir"))
         head = row.get("headline") or metrics.get("headline")
-        for split in _SPLITS:
+        for split in splits:
             values = metrics.get(split) or {}
             extra[f"{split}_head"].append(_float(values.get(head)))
             extra[f"{split}_loss"].append(_float(values.get("loss")))
-        extra["n_val"].append(_float((metrics.get("sizes") or {}).get("val")))
+        for split in sizes:
+            extra[f"n_{split}"].append(_float((metrics.get("sizes") or {}).get(split)))
     for col, values in extra.items():
         if col not in runs:
             runs[col] = values
@@ -118,10 +124,28 @@ def paired(runs: pd.DataFrame, *, key: str, value: str, baseline: str, column: s
     Returns:
         The interval of the per-seed differences, over the seeds both settings ran.
     """
-    a = runs[runs[key] == value].groupby("seed")[column].mean()
-    b = runs[runs[key] == baseline].groupby("seed")[column].mean()
+    return interval(paired_differences(runs, key=key, value=value, baseline=baseline, column=column))
+
+
+def paired_differences(runs: pd.DataFrame, *, key: str, value: str, baseline: str, column: str,
+                       by: tuple[str, ...] = ("seed",)) -> np.ndarray:
+    """The per-seed differences behind :func:`paired`: ``column`` at ``value`` minus at ``baseline``.
+
+    Args:
+        runs: finished runs with the ``by`` columns.
+        key: the column that tells the settings apart.
+        value: the setting measured.
+        baseline: the setting it is measured against.
+        column: the metric column.
+        by: the columns a pair shares. Defaults to the seed alone.
+
+    Returns:
+        One difference per ``by`` value both settings ran, in ``by`` order.
+    """
+    a = runs[runs[key] == value].groupby(list(by))[column].mean()
+    b = runs[runs[key] == baseline].groupby(list(by))[column].mean()
     common = a.index.intersection(b.index)
-    return interval((a[common] - b[common]).to_numpy(dtype=float))
+    return (a[common] - b[common]).to_numpy(dtype=float)
 
 
 def verdict_counts(verdicts) -> str:
@@ -200,3 +224,54 @@ def verdicts(tests: list[PairedTest], *, alpha: float = ALPHA) -> list[str]:
     rejected = holm([t.p for t in tests], alpha=alpha)
     return [(SUPPORTED if t.interval.mean > 0 else NOT_SUPPORTED) if r else INCONCLUSIVE
             for t, r in zip(tests, rejected, strict=True)]
+
+
+def holm_adjusted(pvalues: list[float]) -> list[float]:
+    """Holm's adjusted p-values: an arm is significant at family-wise ``alpha`` when its value is
+    at most ``alpha`` (the same decisions as :func:`holm`)."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted, running = [1.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def combine(arm_verdicts: list[str], *, every: bool) -> str:
+    """One claim's verdict from its arms' verdicts.
+
+    Args:
+        arm_verdicts: each arm's :func:`verdicts` word.
+        every: the claim is about every arm ("adaptive optimizers are faster than SGD"):
+            supported only when every arm is, not supported when any arm is. Otherwise it is
+            about some arm ("resampling helps"): supported when any arm is, not supported
+            when every arm is.
+    """
+    if not arm_verdicts:
+        return INCONCLUSIVE
+    if every:
+        if NOT_SUPPORTED in arm_verdicts:
+            return NOT_SUPPORTED
+        return SUPPORTED if all(v == SUPPORTED for v in arm_verdicts) else INCONCLUSIVE
+    if SUPPORTED in arm_verdicts:
+        return SUPPORTED
+    return NOT_SUPPORTED if all(v == NOT_SUPPORTED for v in arm_verdicts) else INCONCLUSIVE
+
+
+def rule_note(*, tests: int, split: str, family: str = "tests of this claim", alpha: float = ALPHA) -> str:
+    """The rule, its correction and its split, printed under a claim's table.
+
+    Args:
+        tests: how many paired tests one Holm family holds.
+        split: which split chose and which split assessed (``"chosen on validation, read on
+            test"``).
+        family: what the family's tests are. Defaults to "tests of this claim".
+        alpha: the family-wise error rate. Defaults to :data:`ALPHA`.
+    """
+    correction = (f"Holm's step-down correction over the {tests} {family} (family-wise {alpha:.0%})"
+                  if tests > 1 else f"none (a single test at {alpha:.0%})")
+    return (f"*Rule:* paired by seed (a seed fixes the split and the initial weights); mean per-seed "
+            "difference ± the half-width of its 95% Student-t interval (n − 1 degrees of freedom); a "
+            "two-sided paired t-test per comparison: a significant change in the claimed direction "
+            "*supports* it, a significant change the other way means *not supported*, anything else "
+            f"is *inconclusive* (within seed noise). *Correction:* {correction}. *Split:* {split}.")
