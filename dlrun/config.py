@@ -128,6 +128,8 @@ class OptimizerConfig:
     decay_rate: float = 0.5  # exponential/step/inverse_time: factor per decay_epochs
     decay_epochs: float = 10.0
     min_lr_fraction: float = 0.0  # cosine: the floor, as a fraction of lr
+    # multiplies lr: a sweep over lr_scale is a grid relative to each optimizer's usual rate
+    lr_scale: float = 1.0
 
 
 @dataclass
@@ -207,6 +209,12 @@ class StudyConfig:
     claim: str | None = None
     baseline: str | None = None  # the group value the others are measured against
     target_fraction: float = 0.95  # time-to-target: this fraction of the best validation score
+    # optimizers claim: fraction (target_fraction of the best epoch of any run) | weakest (the
+    # weakest optimizer's mean best validation score at its usual rate: each reaches it, the slowest late)
+    target_rule: str = "fraction"
+    # optimizers claim: the lr multiples the sensitivity claim reads (None: every multiple swept);
+    # a sweep one step wider on each side also reads the grid shifted one step either way
+    lr_scales: list[float] | None = None
 
 
 @dataclass
@@ -368,6 +376,7 @@ def validate(cfg: Any) -> None:
     _choice("optimizer.schedule", o.schedule, SCHEDULES)
     _positive("optimizer.decay_epochs", o.decay_epochs)
     _positive("optimizer.decay_rate", o.decay_rate)
+    _positive("optimizer.lr_scale", o.lr_scale)
 
     _choice("eval", e.name, EVALS)
     _check(e.folds >= 2, f"eval.folds must be at least 2, got {e.folds}")
@@ -396,3 +405,6 @@ def validate(cfg: Any) -> None:
     CHECKS.check(cfg.study.kind)
     _check(0 < cfg.study.target_fraction <= 1,
            f"study.target_fraction must be in (0, 1], got {cfg.study.target_fraction}")
+    _choice("study.target_rule", cfg.study.target_rule, ("fraction", "weakest"))
+    _check(all(math.isfinite(x) and x > 0 for x in cfg.study.lr_scales or []),
+           f"study.lr_scales must be positive multiples of the usual rate, got {cfg.study.lr_scales}")

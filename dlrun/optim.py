@@ -18,7 +18,8 @@ builder takes the config and the ``learning_rate``, ``clipnorm`` and ``weight_de
 arguments every Keras optimizer accepts), selected with ``optimizer.name=<name>``.
 
 Schedules count decay periods in epochs (``decay_epochs``), so a period does not change
-meaning when the batch size does.
+meaning when the batch size does. The rate is ``lr × lr_scale`` (:func:`learning_rate`):
+``optimizer.lr_scale=0.1,1,10`` sweeps every optimizer around its own usual rate.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ OPTIMIZERS.register("adamw", _keras_optimizer("AdamW", "weight_decay", *_ADAM))
 OPTIMIZERS.register("nadam", _keras_optimizer("Nadam", *_ADAM))
 
 
+def learning_rate(cfg: OptimizerConfig) -> float:
+    """The (initial) learning rate: ``lr`` times ``lr_scale``, so that a sweep over ``lr_scale``
+    tries each optimizer at multiples of its own usual rate."""
+    return float(cfg.lr) * float(getattr(cfg, "lr_scale", 1.0))
+
+
 def build_schedule(cfg: OptimizerConfig, *, steps_per_epoch: int, epochs: int) -> LearningRate:
     """The learning rate: a float (``constant``) or a Keras schedule counted in steps.
 
@@ -82,19 +89,20 @@ def build_schedule(cfg: OptimizerConfig, *, steps_per_epoch: int, epochs: int) -
 
     decay_steps = max(1, round(cfg.decay_epochs * steps_per_epoch))
     schedules = keras.optimizers.schedules
+    lr = learning_rate(cfg)
     if cfg.schedule == "constant":
-        return float(cfg.lr)
+        return lr
     if cfg.schedule in ("exponential", "step"):
         return schedules.ExponentialDecay(
-            cfg.lr, decay_steps=decay_steps, decay_rate=cfg.decay_rate,
+            lr, decay_steps=decay_steps, decay_rate=cfg.decay_rate,
             staircase=cfg.schedule == "step",
         )
     if cfg.schedule == "cosine":
         return schedules.CosineDecay(
-            cfg.lr, decay_steps=max(1, epochs * steps_per_epoch), alpha=cfg.min_lr_fraction
+            lr, decay_steps=max(1, epochs * steps_per_epoch), alpha=cfg.min_lr_fraction
         )
     if cfg.schedule == "inverse_time":
-        return schedules.InverseTimeDecay(cfg.lr, decay_steps=decay_steps, decay_rate=cfg.decay_rate)
+        return schedules.InverseTimeDecay(lr, decay_steps=decay_steps, decay_rate=cfg.decay_rate)
     raise ConfigError(f"optimizer.schedule={cfg.schedule!r} is not one of: {', '.join(SCHEDULES)}")
 
 

@@ -1,14 +1,18 @@
 """Course 1: the capacity and regularization presets compose, and their claim checks read
-hand-made runs tables honestly (supported, weakly supported, not supported, not testable)."""
+hand-made runs honestly: choices on validation, verdicts on test, paired t intervals with
+the asserted half-width and degrees of freedom, Holm's correction over the arms."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
+from scipy import stats as sps
 
 from dlrun.paths import config_dir
 from dlrun.report.claims import capacity, check_claim, regularization
@@ -55,27 +59,40 @@ def test_every_swept_reg_option_is_a_config():
 
 def make_runs(tmp_path: Path, rows: list[dict]) -> pd.DataFrame:
     """A runs frame as dlrun.report.runs.collect_runs returns it, with run folders holding the
-    metrics.json fields the checks read (train/val headline and loss)."""
+    metrics.json fields the checks read (train/val/test headline and loss)."""
     out = []
     for i, r in enumerate(rows):
         run_dir = tmp_path / "runs" / str(i)
         run_dir.mkdir(parents=True)
+        r = {"test_score": r["val_score"], "test_gap": r["gap"], **r}
         metrics = {
             "headline": "roc_auc",
             "train": {"roc_auc": r.get("train_head", 1.0), "loss": r.get("train_loss", 0.01)},
             "val": {"roc_auc": r["val_score"], "loss": r.get("val_loss", 0.1)},
-            "sizes": {"train": 364, "val": 91, "test": 114},
+            "test": {"roc_auc": r["test_score"], "loss": r.get("test_loss", r.get("val_loss", 0.1))},
+            "sizes": {"train": 227, "val": 228, "test": 114},
         }
         (run_dir / "metrics.json").write_text(json.dumps(metrics))
         row = {"status": "ok", "headline": "roc_auc", "fit_metric": "accuracy", "greater_is_better": True,
-               "run_dir": str(run_dir), "val_fit": r["train_fit"] - r["gap"], **r}
-        out.append({k: v for k, v in row.items() if k not in ("train_head", "train_loss", "val_loss")})
+               "run_dir": str(run_dir), "val_fit": r["train_fit"] - r["gap"],
+               "test_fit": r["train_fit"] - r["test_gap"], **r}
+        out.append({k: v for k, v in row.items()
+                    if k not in ("train_head", "train_loss", "val_loss", "test_loss", "test_gap")})
     return pd.DataFrame(out)
 
 
-def reg_rows(reg: str, gaps, vals, verdict: str) -> list[dict]:
-    return [{"reg": reg, "seed": s, "gap": g, "val_score": v, "train_fit": 1.0, "verdict": verdict,
-             "params": 6000} for s, (g, v) in enumerate(zip(gaps, vals, strict=True))]
+def half_width(diffs) -> float:
+    d = np.asarray(diffs, dtype=float)
+    return float(sps.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+
+
+def reg_rows(reg: str, test_gaps, test_scores, verdict: str, *, gaps=None, vals=None) -> list[dict]:
+    """Five seeds (or as many as given) of one regularizer; validation equals test unless given."""
+    gaps = test_gaps if gaps is None else gaps
+    vals = test_scores if vals is None else vals
+    return [{"reg": reg, "seed": s, "gap": g, "val_score": v, "test_gap": tg, "test_score": ts, "train_fit": 1.0,
+             "verdict": verdict, "params": 37000}
+            for s, (g, v, tg, ts) in enumerate(zip(gaps, vals, test_gaps, test_scores, strict=True))]
 
 
 def run_reg(tmp_path, rows, **study):
@@ -85,41 +102,79 @@ def run_reg(tmp_path, rows, **study):
     return "\n".join(lines)
 
 
-BASE = reg_rows("none", [0.04, 0.05, 0.03], [0.990, 0.992, 0.988], "overfitting")
+def row_of(text: str, first: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(f"| {first} |"))
 
 
-def test_regularization_supported_when_a_regularizer_shrinks_the_gap_beyond_noise(tmp_path):
-    rows = BASE + reg_rows("l2", [0.01, 0.02, 0.00], [0.991, 0.993, 0.989], "good fit") \
-        + reg_rows("dropout", [0.05, 0.04, 0.04], [0.990, 0.992, 0.988], "overfitting")
+BASE_GAPS = [0.060, 0.050, 0.070, 0.040, 0.065]
+BASE_SCORES = [0.990, 0.985, 0.992, 0.988, 0.991]
+BASE = reg_rows("none", BASE_GAPS, BASE_SCORES, "overfitting")
+SHRINK = [0.030, 0.025, 0.035, 0.030, 0.020]  # how much l2 shrinks the test gap, seed by seed
+
+
+def test_regularization_supported_when_a_regularizer_shrinks_the_test_gap_beyond_noise(tmp_path):
+    rows = BASE + reg_rows("l2", np.subtract(BASE_GAPS, SHRINK), np.add(BASE_SCORES, [.001, 0, -.001, .002, 0]),
+                           "good fit") \
+        + reg_rows("dropout", np.add(BASE_GAPS, [.01, -.01, .005, -.005, 0]), BASE_SCORES, "overfitting")
     text = run_reg(tmp_path, rows, claim="regularization shrinks the gap")
     assert "> regularization shrinks the gap" in text
-    assert "**Supported:** reg=l2 shrinks the gap" in text
-    assert "reg=dropout does not shrink the gap" in text
-    assert "*overfitting* (overfitting 3/3)" in text
-    l2_row = next(line for line in text.splitlines() if line.startswith("| l2 |"))
-    assert "-0.0300 ±" in l2_row and "good fit 3/3" in l2_row  # paired Δgap, the diagnosis
+    assert "**Supported** for 1 of 2 regularizers" in text
+    assert "reg=l2 shrinks the test accuracy gap beyond seed noise" in text
+    assert "reg=dropout stays within seed noise of the baseline (inconclusive)" in text
+    assert "*overfitting* (overfitting 5/5)" in text
+    l2 = row_of(text, "l2")
+    # paired Δgap on test, signed so that + is a smaller gap, with a t interval on 4 degrees of freedom
+    assert f"+{np.mean(SHRINK):.4f} ± {half_width(SHRINK):.4f} (supported)" in l2
+    assert half_width(SHRINK) == pytest.approx(2.7764 * np.std(SHRINK, ddof=1) / math.sqrt(5), rel=1e-3)
+    assert "good fit 5/5" in l2 and l2.endswith("| **supported** |")
+    assert "Holm's step-down correction over the 2 regularizers" in text and "claim read on test" in text
     assert (tmp_path / "regularization.png").stat().st_size > 0
 
 
-def test_regularization_within_noise_is_only_weakly_supported(tmp_path):
-    rows = BASE + reg_rows("l1", [0.00, 0.06, 0.01], [0.990, 0.992, 0.988], "good fit")
+def test_holm_keeps_a_lone_significant_regularizer_from_supporting_the_claim(tmp_path):
+    # l1's test gap shrinks with p about 0.03: significant alone, not against 0.05/6
+    shrink = [0.02, 0.05, 0.01, 0.04, 0.03]
+    assert 0.05 / 6 < sps.ttest_1samp(shrink, 0.0).pvalue < 0.05
+    rows = BASE + reg_rows("l1", np.subtract(BASE_GAPS, shrink), BASE_SCORES, "good fit")
+    for i, reg in enumerate(("l2", "l1_l2", "dropout", "early_stopping", "combined")):
+        noise = np.roll([0.01, -0.012, 0.004, -0.006, 0.003], i)
+        rows += reg_rows(reg, np.add(BASE_GAPS, noise), BASE_SCORES, "overfitting")
     text = run_reg(tmp_path, rows)
-    assert "**Only weakly supported:** reg=l1 shrinks the gap on average" in text
-    assert "**Supported:**" not in text
+    l1 = row_of(text, "l1")
+    assert f"+{np.mean(shrink):.4f} ± {half_width(shrink):.4f} (inconclusive)" in l1
+    assert np.mean(shrink) - half_width(shrink) > 0  # the interval alone excludes zero: the old rule said "real"
+    assert "**Inconclusive** for 0 of 6 regularizers" in text
+    assert "Holm's step-down correction over the 6 regularizers" in text
 
 
-def test_regularization_that_costs_validation_score_does_not_support_the_claim(tmp_path):
-    rows = BASE + reg_rows("l1", [0.00, 0.01, 0.00], [0.950, 0.951, 0.949], "underfitting")
+def test_a_validation_gain_that_does_not_reach_test_is_not_a_verdict(tmp_path):
+    # early stopping looks better on validation (it chose its epoch there) but not on test
+    val_gain = [0.004, 0.005, 0.003, 0.006, 0.004]
+    rows = BASE + reg_rows("early_stopping", np.add(BASE_GAPS, [.004, -.003, .002, -.002, 0]),
+                           np.add(BASE_SCORES, [.002, -.003, .001, -.001, .002]), "overfitting",
+                           gaps=np.subtract(BASE_GAPS, 0.02), vals=np.add(BASE_SCORES, val_gain))
     text = run_reg(tmp_path, rows)
-    assert "**Not supported by these numbers:**" in text
-    assert "reg=l1 shrinks the gap but loses validation score beyond noise" in text
+    es = row_of(text, "early_stopping")
+    assert f"+{np.mean(val_gain):.4f} ± {half_width(val_gain):.4f}" in es  # validation Δscore, shown
+    assert es.endswith("| **inconclusive** |")
+    assert "**Chosen on validation:** reg=early_stopping has the best mean validation roc_auc" in text
+    assert "within seed noise." in text.split("**Chosen on validation:**")[1].split("\n")[0]
+
+
+def test_regularization_that_costs_test_score_does_not_support_the_claim(tmp_path):
+    rows = BASE + reg_rows("l1", np.subtract(BASE_GAPS, SHRINK), np.subtract(BASE_SCORES, [.04, .035, .042, .038, .04]),
+                           "underfitting")
+    text = run_reg(tmp_path, rows)
+    assert "**Not supported** for 0 of 1 regularizers" in text
+    assert "reg=l1 widens the gap or loses test score beyond noise (not supported)" in text
+    assert row_of(text, "l1").endswith("| **not supported** |")
 
 
 def test_regularization_is_not_testable_when_the_baseline_does_not_overfit(tmp_path):
     rows = reg_rows("none", [0.0, 0.01, 0.0], [0.99] * 3, "good fit") \
         + reg_rows("l2", [0.0, 0.0, 0.0], [0.99] * 3, "good fit")
     text = run_reg(tmp_path, rows)
-    assert "**Not testable on these numbers:**" in text and "*good fit*" in text
+    assert "**Inconclusive** (not testable on these numbers)" in text and "*good fit*" in text
 
 
 def test_regularization_without_the_baseline_says_so(tmp_path):
@@ -127,10 +182,14 @@ def test_regularization_without_the_baseline_says_so(tmp_path):
     assert "Not checked" in text and "reg=none" in text
 
 
-def cap_rows(width: int, params: int, train: float, vals, val_losses, verdict: str) -> list[dict]:
+def cap_rows(width: int, params: int, train: float, vals, tests, verdict: str, *, val_losses=None,
+             test_losses=None) -> list[dict]:
+    val_losses = val_losses or [0.1] * len(vals)
+    test_losses = test_losses or val_losses
     return [{"model.width": str(width), "seed": s, "params": params, "train_fit": train,
-             "gap": train - (v - 0.005), "val_score": v, "val_loss": loss, "verdict": verdict}
-            for s, (v, loss) in enumerate(zip(vals, val_losses, strict=True))]
+             "gap": train - (v - 0.005), "test_gap": train - (t - 0.005), "val_score": v, "test_score": t,
+             "val_loss": vl, "test_loss": tl, "verdict": verdict}
+            for s, (v, t, vl, tl) in enumerate(zip(vals, tests, val_losses, test_losses, strict=True))]
 
 
 def run_cap(tmp_path, rows):
@@ -139,66 +198,78 @@ def run_cap(tmp_path, rows):
                                     study={}, out_dir=tmp_path))
 
 
-def test_capacity_supported_rise_then_plateau_names_the_border(tmp_path):
-    rows = (cap_rows(1, 34, 0.90, [0.90, 0.91, 0.89], [0.30, 0.31, 0.29], "underfitting")
-            + cap_rows(4, 129, 0.97, [0.985, 0.990, 0.980], [0.08, 0.09, 0.07], "good fit")
-            + cap_rows(64, 6000, 1.00, [0.986, 0.990, 0.982], [0.10, 0.12, 0.09], "overfitting")
-            + cap_rows(256, 70000, 1.00, [0.987, 0.988, 0.982], [0.20, 0.22, 0.18], "overfitting"))
+SEEDS = np.array([0.95, 0.99, 0.97, 0.96, 0.98])  # a per-seed difficulty every network shares
+TINY = SEEDS - 0.08 + np.array([0.01, -0.01, 0.005, 0.0, -0.005])
+
+
+def test_capacity_supported_rise_then_plateau_on_test(tmp_path):
+    rows = (cap_rows(1, 34, 0.90, TINY, TINY, "underfitting")
+            + cap_rows(64, 6000, 1.00, SEEDS + 0.004, SEEDS + 0.003, "good fit")
+            + cap_rows(256, 70000, 1.00, SEEDS + [0.003, 0.002, 0.005, 0.001, 0.004],
+                       SEEDS + [0.004, 0.001, 0.006, 0.0, 0.003], "overfitting"))
     text = run_cap(tmp_path, rows)
-    # roc_auc plateaus at the large end while the validation loss climbs back.
-    assert ("**Supported:** validation roc_auc improves with capacity beyond seed noise, then gets worse "
-            "for the largest networks (validation loss, beyond seed noise)") in text
-    assert "(a plateau: within seed noise)" in text
+    rise = SEEDS + 0.003 - TINY
+    assert text.split("\n")[4].startswith(
+        f"**Supported**: the test roc_auc of the best network on validation (model.width=64, 6,000 parameters) "
+        f"minus the smallest's is +{rise.mean():.4f} ± {half_width(rise):.4f} (higher beyond seed noise)")
+    assert "it stays within seed noise (a plateau)" in text
+    assert "The largest network is diagnosed *overfitting* (the overfitting side is reached)." in text
     assert "underfitting up to model.width=1, 34 parameters" in text
-    assert "overfitting from model.width=64, 6,000 parameters" in text
-    assert "between 129 and 6,000 parameters" in text
-    # The smallest network within one standard error of the best is width 4, not the best (width 64).
-    assert "**Start small, add capacity until validation stops improving:** model.width=4" in text
-    assert "best (model.width=4, 129 parameters) 0.0800 ± 0.0100" in text
+    assert "overfitting from model.width=256, 70,000 parameters" in text
+    assert "Holm's step-down correction over the 2 comparisons of the claim" in text
     rows_order = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| model.width=")]
-    assert rows_order == ["model.width=1", "model.width=4", "model.width=64", "model.width=256"]
+    assert rows_order == ["model.width=1", "model.width=64 (best on validation, kept)", "model.width=256"]
     assert (tmp_path / "capacity.png").stat().st_size > 0
 
 
-def test_capacity_fall_beyond_noise_at_the_large_end(tmp_path):
-    rows = (cap_rows(1, 34, 0.90, [0.90, 0.91, 0.89], [0.3] * 3, "underfitting")
-            + cap_rows(64, 6000, 1.00, [0.985, 0.990, 0.980], [0.1] * 3, "good fit")
-            + cap_rows(256, 70000, 1.00, [0.960, 0.966, 0.954], [0.4] * 3, "overfitting"))
+def test_the_kept_network_follows_the_paired_test_not_one_standard_error(tmp_path):
+    # width 4 is 0.004 below the best on every seed, give or take 0.0005: one standard error of
+    # the best (0.016 / sqrt(5) = 0.007) would keep it, the paired test says it is worse.
+    below = SEEDS + 0.004 - [0.0035, 0.0045, 0.004, 0.0040, 0.0042]
+    rows = (cap_rows(1, 34, 0.90, TINY, TINY, "underfitting")
+            + cap_rows(4, 129, 0.97, below, below, "good fit")
+            + cap_rows(64, 6000, 1.00, SEEDS + 0.004, SEEDS + 0.004, "good fit")
+            + cap_rows(256, 70000, 1.00, SEEDS + [0.003, 0.005, 0.004, 0.002, 0.006], SEEDS + 0.004, "overfitting"))
+    table = pd.DataFrame({"val": SEEDS + 0.004})
+    assert table["val"].std() / math.sqrt(5) > 0.004  # the old rule's window holds width 4
     text = run_cap(tmp_path, rows)
-    assert "then gets worse for the largest networks (validation roc_auc and validation loss" in text
-    assert "(worse, beyond seed noise)" in text
+    assert ("keep model.width=64, 6,000 parameters, the best itself: every smaller network is below its "
+            "validation roc_auc beyond seed noise") in text
+    assert "2 of 3 networks are below the best beyond noise" in text
+    assert "0 of the 1 larger networks beat it beyond seed noise (Holm over 1)" in text
 
 
-def test_capacity_rise_seen_only_on_validation_loss_says_so(tmp_path):
-    # One seed of the tiny network collapses: roc_auc is erratic, the loss is consistently worse.
-    rows = (cap_rows(1, 34, 0.95, [0.99, 0.80, 0.985], [0.30, 0.50, 0.31], "underfitting")
-            + cap_rows(64, 6000, 1.00, [0.992, 0.990, 0.988], [0.10, 0.12, 0.09], "good fit")
-            + cap_rows(256, 70000, 1.00, [0.991, 0.990, 0.987], [0.11, 0.12, 0.10], "overfitting"))
+def test_capacity_fall_beyond_noise_on_test(tmp_path):
+    rows = (cap_rows(1, 34, 0.90, TINY, TINY, "underfitting")
+            + cap_rows(64, 6000, 1.00, SEEDS + 0.004, SEEDS + 0.004, "good fit")
+            + cap_rows(256, 70000, 1.00, SEEDS - 0.03 + [0.003, -0.002, 0.001, 0.0, -0.001],
+                       SEEDS - 0.03 + [0.002, -0.003, 0.0, 0.001, -0.002], "overfitting"))
     text = run_cap(tmp_path, rows)
-    assert ("**Supported:** validation loss improves with capacity beyond seed noise (on roc_auc the rise "
-            "is within seed noise), then stops improving") in text
+    assert "**Supported**" in text and "it falls beyond seed noise" in text
 
 
-def test_capacity_flat_scores_do_not_support_the_claim(tmp_path):
-    rows = (cap_rows(1, 34, 0.99, [0.990, 0.985, 0.992], [0.05] * 3, "good fit")
-            + cap_rows(64, 6000, 1.00, [0.991, 0.984, 0.992], [0.06] * 3, "overfitting"))
+def test_a_rise_seen_only_on_validation_is_inconclusive(tmp_path):
+    noise = np.array([0.01, -0.012, 0.004, -0.006, 0.003])
+    rows = (cap_rows(1, 34, 0.95, SEEDS - 0.02, SEEDS, "underfitting")
+            + cap_rows(64, 6000, 1.00, SEEDS, SEEDS + noise, "good fit")
+            + cap_rows(256, 70000, 1.00, SEEDS - 0.001, SEEDS - noise, "overfitting"))
     text = run_cap(tmp_path, rows)
-    assert "**Not supported as stated:**" in text
-    assert "no network underfits" in text
+    assert text.split("\n")[4].startswith("**Inconclusive**: the test roc_auc of the best network")
+    assert "(within seed noise)" in text.split("\n")[4]
 
 
-def test_capacity_still_rising_at_the_largest_network_is_partly_supported(tmp_path):
-    rows = (cap_rows(1, 34, 0.90, [0.90, 0.91, 0.89], [0.3] * 3, "underfitting")
-            + cap_rows(64, 6000, 0.99, [0.98, 0.99, 0.985], [0.05] * 3, "good fit"))
+def test_capacity_still_rising_at_the_largest_network_is_inconclusive(tmp_path):
+    rows = (cap_rows(1, 34, 0.90, TINY, TINY, "underfitting")
+            + cap_rows(64, 6000, 0.99, SEEDS, SEEDS, "good fit"))
     text = run_cap(tmp_path, rows)
-    assert "**Partly supported:**" in text and "widen the range" in text
+    assert "**Inconclusive**" in text and "widen the range upward" in text
 
 
 def test_an_unregistered_study_kind_is_refused(tmp_path):
     from dlrun.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="study.kind='fairness' has no claim check"):
-        check_claim("fairness", runs=pd.DataFrame(), groups=pd.DataFrame(), keys=[], study={},
+    with pytest.raises(ConfigError, match="study.kind='no_such_kind' has no claim check"):
+        check_claim("no_such_kind", runs=pd.DataFrame(), groups=pd.DataFrame(), keys=[], study={},
                     out_dir=tmp_path)
 
 

@@ -47,14 +47,15 @@ def test_slurm_preset_defaults_from_submitit_slurm():
     assert launcher.partition is None and launcher.signal_delay_s == 120  # the plugin's default
 
 
-def test_optimizers_experiment_is_a_joblib_sweep_of_36_jobs():
+def test_optimizers_experiment_is_a_joblib_sweep_of_140_jobs():
     cfg = compose_config(["experiment=optimizers"], return_hydra_config=True)
     assert cfg.hydra.mode.name == "MULTIRUN"  # `dlrun experiment=optimizers` sweeps without -m
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
     params = cfg.hydra.sweeper.params
     sizes = [len(str(v).split(",")) for v in params.values()]
-    assert dict(params) == {"optimizer": "sgd,momentum,rmsprop,adam", "optimizer.lr": "1e-3,1e-2,1e-1",
-                            "seed": "0,1,2"} and sizes == [4, 3, 3]
+    assert dict(params) == {"optimizer": "sgd,momentum,rmsprop,adam",
+                            "optimizer.lr_scale": "0.03,0.1,0.3,1,3,10,30", "seed": "0,1,2,3,4"}
+    assert sizes == [4, 7, 5]
     assert (cfg.study.kind, cfg.dataset.name) == ("optimizers", "digits")
 
 

@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from dlrun.report.aggregate import best_per_value, group_table, split_keys, swept_keys
-from dlrun.report.claims import optimizers as opt_claims
 from dlrun.report.cli import main as report_main
 from dlrun.report.runs import collect_runs
 from dlrun.report.study import report_sweep
@@ -159,52 +158,6 @@ def test_two_sweeps_together_fill_keys_one_did_not_sweep(tmp_path):
 def test_report_cli_rejects_folders_without_runs(tmp_path, capsys):
     assert report_main([str(tmp_path)]) == 2
     assert "no run folders" in capsys.readouterr().err
-
-
-def _claim_text(sweep: Path) -> str:
-    report_sweep([sweep], out_dir=sweep, study={"kind": "optimizers", "target_fraction": 0.9})
-    return (sweep / "study.md").read_text().split("## Claims", 1)[1]
-
-
-def _optimizer_sweep(root: Path, grid: dict[str, dict[float, list[float]]], seconds: dict[str, tuple]) -> Path:
-    """Two seeds per (optimizer, lr); ``seconds[name][seed]`` is each epoch's duration."""
-    n = 0
-    for name, by_lr in grid.items():
-        for lr, curve in by_lr.items():
-            for seed in (0, 1):
-                make_run(root / str(n), val=curve, seconds=[seconds[name][seed]] * len(curve),
-                         overrides={"optimizer": name, "optimizer.lr": f"{lr:g}", "seed": str(seed)})
-                n += 1
-    return root
-
-
-GOOD = {"sgd": {1e-3: [0.1, 0.2], 1e-2: [0.5, 0.9]}, "adam": {1e-3: [0.95, 1.0], 1e-2: [0.8, 0.9]}}
-
-
-def test_optimizer_claims_follow_the_numbers(tmp_path):
-    assert opt_claims.usual_lr("adam") == pytest.approx(1e-3)
-    assert opt_claims.usual_lr("sgd") == pytest.approx(1e-2)
-    text = _claim_text(_optimizer_sweep(tmp_path / "a", GOOD, {"sgd": (1.0, 1.0), "adam": (1.0, 1.0)}))
-    assert text.count("**Supported**") == 2
-    assert "| adam (adaptive) | 0.001 | 2/2 | 1.0 | 1.000 ± 0.000 |" in text
-
-    # SGD fast and steady, Adam slow and fragile: both claims must fail.
-    bad = {"sgd": {1e-3: [0.95, 1.0], 1e-2: [0.95, 1.0]}, "adam": {1e-3: [0.1, 0.92], 1e-2: [0.1, 0.2]}}
-    text = _claim_text(_optimizer_sweep(tmp_path / "b", bad, {"sgd": (1.0, 1.0), "adam": (3.0, 3.0)}))
-    assert text.count("**Not supported**") == 2 and "**Supported**" not in text
-
-
-def test_a_time_difference_within_seed_noise_is_inconclusive(tmp_path):
-    # adam reaches the target in 1 epoch of 1.0 s or 2.6 s (mean 1.8 ± 1.13), sgd in 2 x 1.0 s.
-    text = _claim_text(_optimizer_sweep(tmp_path, GOOD, {"sgd": (1.0, 1.0), "adam": (1.0, 2.6)}))
-    time_claim = text.split("### 2.")[0]
-    assert "**Inconclusive (within seed noise)**" in time_claim and "margin of 0.200 s, against" in time_claim
-
-
-def test_a_margin_is_marked_missing_only_when_a_seed_never_reached_the_target(tmp_path):
-    never = {"sgd": {1e-3: [0.1, 0.2], 1e-2: [0.1, 0.2]}, "adam": GOOD["adam"]}  # sgd stays below
-    time_claim = _claim_text(_optimizer_sweep(tmp_path, never, {"sgd": (1.0, 1.0), "adam": (1.0, 1.0)}))
-    assert "margin of – s (– : a seed never reached the target)" in time_claim.split("### 2.")[0]
 
 
 def test_optimizer_claims_say_when_they_cannot_check(sweep):

@@ -2,16 +2,24 @@
 
 The workflow it supports: start with a small network and add capacity until the
 validation score stops improving. The check orders the swept architectures by parameter
-count, draws train and validation scores against it (``capacity.png``), names where the
-diagnosis turns from underfitting to overfitting, and picks the smallest network whose
-validation score is within one standard error of the best (the one-standard-error rule).
-Differences between two architectures are paired by seed (same split, same shuffling).
+count, draws train, validation and test scores against it (``capacity.png``) and names
+where the diagnosis turns from underfitting to overfitting.
+
+One rule decides everything, the paired t-test of :mod:`dlrun.report.claims.stats`:
+
+- *Choices, on validation.* The best network is the one with the best mean validation
+  score; the network to keep is the smallest one whose validation score is not below the
+  best's beyond seed noise (a paired t-test against the best per network, Holm's
+  correction over them). This replaces the one-standard-error rule, which measured
+  "within noise" another way than the tests.
+- *The claim, on test.* The best network's test score against the smallest network's
+  (the rise) and against the largest network's (the fall or plateau), paired by seed,
+  Holm's correction over the two; the test loss is read the same way as a second family.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,31 +30,38 @@ import pandas as pd
 
 from dlrun.report.aggregate import label
 from dlrun.report.claims.stats import (
-    Interval,
+    INCONCLUSIVE,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    PairedTest,
     add_split_metrics,
     finished,
     majority_verdict,
     mean_std,
     overfits,
-    paired,
+    paired_differences,
+    paired_test,
+    rule_note,
     underfits,
     verdict_counts,
+    verdicts,
 )
 
 log = logging.getLogger(__name__)
 
 GROUP = "_group"
+SPLIT = "the best and the kept network chosen on validation, the claim read on test"
 DEFAULT_CLAIM = ("Validation score rises with capacity (depth, width), then falls or stops rising once "
                  "the network overfits; the smallest network at the top is the one to keep.")
 
 
 def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: Mapping[str, Any],
           out_dir: Path) -> list[str]:
-    """Order the architectures by size, find the under/overfitting border, test the claim.
+    """Order the architectures by size, choose on validation, test the claim on test.
 
     Args:
         runs: one row per job (its config keys, ``seed``, ``status``, ``params``, ``val_score``,
-            ``train_fit``, ``val_fit``, ``verdict``, ``run_dir``, ...).
+            ``test_score``, ``train_fit``, ``val_fit``, ``verdict``, ``run_dir``, ...).
         groups: the sweep's group table (unused: this check groups by architecture itself).
         keys: the swept config keys (the architecture's).
         study: the ``study`` config (``claim``).
@@ -59,24 +74,34 @@ def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: M
     ok = finished(runs)
     if ok.empty or not keys or "params" not in ok:
         return head + ["Not checked: no finished runs that differ in architecture."]
-    ok = add_split_metrics(ok)
+    ok = add_split_metrics(ok, splits=("train", "val", "test"))
+    ok["test_score"] = pd.to_numeric(ok["test_score"], errors="coerce") if "test_score" in ok else ok["test_head"]
     ok[GROUP] = [label(r, keys) for _, r in ok.iterrows()]
     table = _by_capacity(ok)
+    if len(table) < 2:
+        return head + ["Not checked: the finished runs have a single architecture."]
     greater = bool(ok["greater_is_better"].dropna().iloc[0]) if ok["greater_is_better"].notna().any() else True
     headline = str(ok["headline"].dropna().iloc[0]) if ok["headline"].notna().any() else "score"
     fit = str(ok["fit_metric"].dropna().iloc[0]) if ok["fit_metric"].notna().any() else "fit"
-    lines = head + _findings(ok, table, greater=greater, headline=headline)
-    lines += ["", _markdown(table, headline=headline, fit=fit), ""]
-    lines += [f"Architectures in order of parameter count; ± is the std over seeds. The validation loss "
-              "(log-loss) shows overfitting first: an overconfident network's loss climbs while its "
-              f"{fit} barely moves. Differences are paired by seed (each seed fixes the split); a "
-              "difference is called real when its 95% Student-t interval over seeds excludes zero. The "
-              "best of many architectures is picked after the fact and flattered by noise, so read a "
-              "small drop from it as a plateau."]
+    best = _best_row(table, "val_head", greater=greater)
+    kept, worse = _kept(ok, table, best, greater=greater)
+    score = _claim(ok, table, best, column="test_score", greater=greater, label=f"test {headline}")
+    loss = _claim(ok, table, best, column="test_loss", greater=False, label="test loss")
+    lines = head + [_verdict_line(score, table, headline=headline), ""]
+    lines += [_trend_line(score, table), _trend_line(loss, table), _border_line(table)]
+    lines += [_kept_line(ok, table, best, kept, worse, headline=headline, greater=greater)]
+    lines += ["", _markdown(table, headline=headline, fit=fit, best=best, kept=kept), ""]
+    lines += [f"Architectures in order of parameter count; ± is the std over seeds. The loss (log-loss) shows "
+              f"overfitting first: an overconfident network's loss climbs while its {fit} barely moves. The best "
+              "of many architectures is picked after the fact and flattered by validation noise; reading the "
+              "claim on test removes that flattery.", "",
+              rule_note(tests=2, split=SPLIT, family=f"comparisons of the claim (rise and fall of the test "
+                        f"{headline}; the test loss is a second family of two); the kept network: one test per "
+                        f"smaller network against the best on validation, Holm over the {max(len(table) - 1, 0)}")]
     try:
-        pick = table.loc[_enough(table, _best_row(table, greater=greater), greater=greater), "params"]
-        _plot(table, ok, keys, headline=headline, fit=fit, pick=float(pick), path=Path(out_dir) / "capacity.png")
-        lines += ["", "![train and validation scores against parameter count](capacity.png)"]
+        _plot(table, ok, keys, headline=headline, fit=fit, pick=float(table.loc[kept, "params"]),
+              path=Path(out_dir) / "capacity.png")
+        lines += ["", "![train, validation and test scores against parameter count](capacity.png)"]
     except Exception:  # a plot must not hide the numbers
         log.exception("could not draw capacity.png")
     return lines
@@ -89,115 +114,144 @@ def _by_capacity(ok: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "group": name, "n": len(g), "params": float(g["params"].median()),
             "train_head": g["train_head"].mean(), "val_head": g["val_score"].mean(),
-            "val_head_std": g["val_score"].std(ddof=1) if len(g) > 1 else math.nan,
+            "val_head_std": g["val_score"].std(ddof=1) if len(g) > 1 else np.nan,
+            "test_head": g["test_score"].mean(),
             "train_fit": g["train_fit"].mean(), "val_fit": g["val_fit"].mean(),
-            "train_fit_std": g["train_fit"].std(ddof=1) if len(g) > 1 else math.nan,
-            "val_fit_std": g["val_fit"].std(ddof=1) if len(g) > 1 else math.nan,
+            "val_fit_std": g["val_fit"].std(ddof=1) if len(g) > 1 else np.nan,
             "train_loss": g["train_loss"].mean(), "val_loss": g["val_loss"].mean(),
-            "val_loss_std": g["val_loss"].std(ddof=1) if len(g) > 1 else math.nan,
-            "val_text": mean_std(g["val_score"]), "val_fit_text": mean_std(g["val_fit"]),
-            "val_loss_text": mean_std(g["val_loss"]), "gap_text": mean_std(g["gap"]),
+            "val_loss_std": g["val_loss"].std(ddof=1) if len(g) > 1 else np.nan,
+            "test_loss": g["test_loss"].mean(),
+            "val_text": mean_std(g["val_score"]), "test_text": mean_std(g["test_score"]),
+            "val_fit_text": mean_std(g["val_fit"]), "val_loss_text": mean_std(g["val_loss"]),
+            "test_loss_text": mean_std(g["test_loss"]), "gap_text": mean_std(g["gap"]),
             "verdict": majority_verdict(g["verdict"]), "verdicts": verdict_counts(g["verdict"]),
         })
     return pd.DataFrame(rows).sort_values(["params", "group"], kind="stable").reset_index(drop=True)
 
 
-@dataclass(frozen=True)
-class Trend:
-    """How one validation measure moves with capacity: smallest -> best -> largest network."""
-
-    column: str  # val_score or val_loss in the runs table
-    label: str
-    best: int  # row of the best architecture in the capacity table
-    rise: Interval  # best minus smallest, paired by seed
-    fall: Interval  # largest minus best, paired by seed
-    rises: bool  # the best beats the smallest beyond seed noise
-    falls: bool  # the largest is worse than the best beyond seed noise
-    best_is_largest: bool
-
-
-def _trend(ok: pd.DataFrame, table: pd.DataFrame, *, column: str, mean_col: str, label: str,
-           greater: bool) -> Trend | None:
-    """Compare the best architecture on ``column`` with the smallest and the largest, by seed."""
-    means = table[mean_col].to_numpy(dtype=float)
-    if not np.isfinite(means).any():
-        return None
-    best, largest = int(np.nanargmax(means) if greater else np.nanargmin(means)), len(table) - 1
-
-    def diff(a: int, b: int) -> Interval:
-        return paired(ok, key=GROUP, value=table.loc[a, "group"], baseline=table.loc[b, "group"], column=column)
-
-    def better(d: Interval) -> bool:  # a is better than b beyond noise (any amount, with one seed)
-        if d.n < 2:
-            return (d.mean > 0) if greater else (d.mean < 0)
-        return d.above_zero if greater else d.below_zero
-
-    rise, fall = diff(best, 0), diff(best, largest)
-    return Trend(column, label, best, rise, Interval(-fall.mean, fall.half, fall.n), better(rise), better(fall),
-                 best == largest)
-
-
-def _trend_line(t: Trend, table: pd.DataFrame, text_col: str) -> str:
-    smallest, largest = 0, len(table) - 1
-    noise = " (one seed: the noise is unknown)" if t.rise.n < 2 else ""
-    line = (f"- **{t.label} against size:** smallest network ({_name(table, smallest)}) "
-            f"{table.loc[smallest, text_col]}; best ({_name(table, t.best)}) {table.loc[t.best, text_col]}; "
-            f"largest ({_name(table, largest)}) {table.loc[largest, text_col]}. Best minus smallest "
-            f"{t.rise.text()}" + (noise or (" (beyond seed noise)" if t.rises else " (within seed noise)")))
-    if t.best_is_largest:
-        return line + "; the best is the largest network tried: widen the range to reach the overfitting side."
-    return line + f"; largest minus best {t.fall.text()}" + (
-        noise or (" (worse, beyond seed noise)." if t.falls else " (a plateau: within seed noise)."))
-
-
-def _best_row(table: pd.DataFrame, *, greater: bool) -> int:
-    scores = table["val_head"].to_numpy(dtype=float)
+def _best_row(table: pd.DataFrame, column: str, *, greater: bool) -> int:
+    scores = table[column].to_numpy(dtype=float)
     return int(np.nanargmax(scores) if greater else np.nanargmin(scores))
 
 
-def _enough(table: pd.DataFrame, best: int, *, greater: bool) -> int:
-    """The smallest architecture within one standard error of the best validation score."""
-    row = table.loc[best]
-    se = row["val_head_std"] / math.sqrt(row["n"]) if row["n"] > 1 else 0.0
-    se = 0.0 if not np.isfinite(se) else se
-    scores = table["val_head"].to_numpy(dtype=float)
-    close = scores >= row["val_head"] - se if greater else scores <= row["val_head"] + se
-    return int(np.flatnonzero(close)[0])
+def _compare(ok: pd.DataFrame, table: pd.DataFrame, a: int, b: int, *, column: str, greater: bool) -> PairedTest:
+    """Network ``a`` against network ``b`` on ``column``, seed by seed; positive: ``a`` is better."""
+    diffs = paired_differences(ok, key=GROUP, value=table.loc[a, "group"], baseline=table.loc[b, "group"],
+                               column=column)
+    return paired_test(diffs if greater else -diffs)
 
 
-def _findings(ok: pd.DataFrame, table: pd.DataFrame, *, greater: bool, headline: str) -> list[str]:
-    head = _trend(ok, table, column="val_score", mean_col="val_head", label=f"Validation {headline}",
-                  greater=greater)
-    loss = _trend(ok, table, column="val_loss", mean_col="val_loss", label="Validation loss", greater=False)
-    enough = _enough(table, _best_row(table, greater=greater), greater=greater)
-    bullets = [_trend_line(head, table, "val_text")]
-    if loss is not None:
-        bullets.append(_trend_line(loss, table, "val_loss_text"))
-    bullets += [
-        _border_line(table),
-        f"- **Start small, add capacity until validation stops improving:** {_name(table, enough)} is the "
-        f"smallest network within one standard error of the best validation {headline}; larger ones "
-        "buy nothing measurable here.",
-    ]
-    return [_verdict(head, loss, headline=headline), "", *bullets]
+def _kept(ok: pd.DataFrame, table: pd.DataFrame, best: int, *, greater: bool) -> tuple[int, list[int]]:
+    """The smallest network not worse than the best on validation beyond seed noise (Holm over the
+    other networks), and the networks that are worse."""
+    others = [i for i in range(len(table)) if i != best]
+    tests = [_compare(ok, table, i, best, column="val_score", greater=greater) for i in others]
+    worse = [i for i, word in zip(others, verdicts(tests), strict=True) if word == NOT_SUPPORTED]
+    return next(i for i in range(len(table)) if i not in worse), worse
 
 
-def _verdict(head: Trend, loss: Trend | None, *, headline: str) -> str:
-    trends = [t for t in (head, loss) if t is not None]
-    if not any(t.rises for t in trends):
-        tail = "falls for the largest networks" if any(t.falls for t in trends) else "stays flat as they grow"
-        return ("**Not supported as stated:** the smallest network is already within seed noise of the best "
-                f"(on {headline} and on validation loss), and the score {tail}; on this data capacity is not "
-                "what limits the validation score.")
-    if all(t.best_is_largest for t in trends):
-        return ("**Partly supported:** validation improves with capacity, but is still best at the "
-                "largest network tried, so the overfitting side is not reached.")
-    how = (f"validation {headline} improves with capacity beyond seed noise" if head.rises else
-           f"validation loss improves with capacity beyond seed noise (on {headline} the rise is within seed noise)")
-    worse = [t.label.lower() for t in trends if t.falls and not t.best_is_largest]
-    shape = (f"then gets worse for the largest networks ({' and '.join(worse)}, beyond seed noise)" if worse
-             else "then stops improving")
-    return f"**Supported:** {how}, {shape} as they overfit."
+@dataclass(frozen=True)
+class Claim:
+    """The claim read on one test measure: the rise to the best network, the fall after it."""
+
+    label: str
+    column: str
+    best: int  # the best network on validation
+    rise: PairedTest | None  # best against the smallest (None: the best is the smallest)
+    fall: PairedTest | None  # best against the largest (None: the best is the largest)
+    rise_verdict: str
+    fall_verdict: str
+
+    @property
+    def verdict(self) -> str:
+        if NOT_SUPPORTED in (self.rise_verdict, self.fall_verdict):
+            return NOT_SUPPORTED
+        if self.rise is None or self.fall is None:
+            return INCONCLUSIVE
+        return SUPPORTED if self.rise_verdict == SUPPORTED else INCONCLUSIVE
+
+
+def _claim(ok: pd.DataFrame, table: pd.DataFrame, best: int, *, column: str, greater: bool, label: str) -> Claim:
+    """Test the rise (best minus smallest) and the fall (best minus largest) on ``column``."""
+    largest = len(table) - 1
+    rise = _compare(ok, table, best, 0, column=column, greater=greater) if best != 0 else None
+    fall = _compare(ok, table, best, largest, column=column, greater=greater) if best != largest else None
+    if rise is None and fall is not None:  # the best is the smallest: does capacity hurt beyond noise?
+        (word,) = verdicts([fall])
+        return Claim(label, column, best, None, fall, INCONCLUSIVE, NOT_SUPPORTED if word == SUPPORTED
+                     else INCONCLUSIVE)
+    tests = [t for t in (rise, fall) if t is not None]
+    words = iter(verdicts(tests))
+    rise_word = next(words) if rise is not None else INCONCLUSIVE
+    fall_word = next(words) if fall is not None else INCONCLUSIVE
+    # fall: positive means the best beats the largest (a fall); the largest beating it means still rising
+    return Claim(label, column, best, rise, fall, rise_word, fall_word)
+
+
+def _verdict_line(c: Claim, table: pd.DataFrame, *, headline: str) -> str:
+    largest = len(table) - 1
+    word = f"**{c.verdict.capitalize()}**"
+    if c.rise is None:
+        hurts = ("the smallest is better beyond seed noise: capacity hurts" if c.fall_verdict == NOT_SUPPORTED
+                 else "not beyond seed noise")
+        return (f"{word}: the smallest network is the best on validation, so there is no rise to read; on test, "
+                f"the smallest minus the largest is {c.fall.interval.text()} ({hurts}).")
+    rise = (f"the {c.label} of the best network on validation ({_name(table, c.best)}) minus the smallest's is "
+            f"{c.rise.interval.text()} ({_noise(c.rise_verdict, 'higher')})")
+    if c.fall is None:
+        return (f"{word}: {rise}, but the best is the largest network tried, so the overfitting side is not "
+                "reached: widen the range upward.")
+    fall = {SUPPORTED: "falls beyond seed noise", INCONCLUSIVE: "stays within seed noise (a plateau)",
+            NOT_SUPPORTED: "still rises beyond seed noise"}[c.fall_verdict]
+    over = overfits(table.loc[largest, "verdict"])
+    return (f"{word}: {rise}; from there to the largest network ({_name(table, largest)}) it {fall}, best minus "
+            f"largest {c.fall.interval.text()}. The largest network is diagnosed *{table.loc[largest, 'verdict']}*"
+            + (" (the overfitting side is reached)." if over else " (the diagnosis does not call it overfitting)."))
+
+
+def _noise(word: str, direction: str) -> str:
+    return {SUPPORTED: f"{direction} beyond seed noise", NOT_SUPPORTED: "the other way, beyond seed noise",
+            INCONCLUSIVE: "within seed noise"}[word]
+
+
+def _trend_line(c: Claim, table: pd.DataFrame) -> str:
+    col = "test_text" if c.column == "test_score" else "test_loss_text"
+    largest = len(table) - 1
+    parts = [f"smallest ({_name(table, 0)}) {table.loc[0, col]}", f"best on validation ({_name(table, c.best)}) "
+             f"{table.loc[c.best, col]}", f"largest ({_name(table, largest)}) {table.loc[largest, col]}"]
+    tests = []
+    if c.rise is not None:
+        tests.append(f"rise {c.rise.interval.text()} ({c.rise_verdict})")
+    if c.fall is not None:
+        tests.append(f"best minus largest {c.fall.interval.text()} ({c.fall_verdict})")
+    sign = " (signed so that + is better)" if c.column == "test_loss" else ""
+    return (f"- **{c.label.capitalize()} against size:** " + "; ".join(parts) + ". Paired" + sign + ": "
+            + ("; ".join(tests) or "nothing to compare") + f"; this measure's verdict: {c.verdict}.")
+
+
+def _kept_line(ok: pd.DataFrame, table: pd.DataFrame, best: int, kept: int, worse: list[int], *,
+               headline: str, greater: bool) -> str:
+    """The network to keep, why, and what it gives up on test."""
+    if kept == best:
+        why = ("the best itself: " + (f"every smaller network is below its validation {headline} beyond seed noise"
+                                      if kept > 0 else "it is also the smallest network tried"))
+    else:
+        why = (f"the smallest network whose validation {headline} is not below the best's ({_name(table, best)}) "
+               "beyond seed noise")
+    text = (f"- **Start small, add capacity until validation stops improving:** keep {_name(table, kept)}, {why} "
+            f"({len(worse)} of {len(table) - 1} networks are below the best beyond noise). "
+            f"Validation {table.loc[kept, 'val_text']}, test {table.loc[kept, 'test_text']}")
+    if kept != best:
+        t = _compare(ok, table, kept, best, column="test_score", greater=greater)
+        (word,) = verdicts([t])
+        text += (f"; on test, kept minus best {t.interval.text()} ({_noise(word, 'better')}, a single test)")
+    larger = list(range(kept + 1, len(table)))
+    if larger:
+        tests = [_compare(ok, table, i, kept, column="test_score", greater=greater) for i in larger]
+        beat = [i for i, word in zip(larger, verdicts(tests), strict=True) if word == SUPPORTED]
+        text += (f". On test, {len(beat)} of the {len(larger)} larger networks beat it beyond seed noise (Holm over "
+                 f"{len(larger)})" + (f": {', '.join(table.loc[i, 'group'] for i in beat)}" if beat else ""))
+    return text + "."
 
 
 def _name(table: pd.DataFrame, i: int) -> str:
@@ -222,20 +276,24 @@ def _border_line(table: pd.DataFrame) -> str:
     if under and over and min(over) < max(under):
         text += " The verdicts interleave in between: the border is not sharp on this data."
     elif over and min(over) > 0:
-        text += f" The border lies between {int(table.loc[min(over) - 1, 'params']):,} and " \
-                f"{int(table.loc[min(over), 'params']):,} parameters."
+        text += (f" The border lies between {int(table.loc[min(over) - 1, 'params']):,} and "
+                 f"{int(table.loc[min(over), 'params']):,} parameters.")
     return text
 
 
-def _markdown(table: pd.DataFrame, *, headline: str, fit: str) -> str:
+def _markdown(table: pd.DataFrame, *, headline: str, fit: str, best: int, kept: int) -> str:
     lines = [
-        f"| architecture | params | n | train {fit} | val {fit} | gap | val {headline} | val loss | diagnosis |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| architecture | params | n | train {fit} | val {fit} | gap | val {headline} | test {headline} "
+        "| val loss | test loss | diagnosis |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for _, r in table.iterrows():
+    for i, r in table.iterrows():
+        tags = [t for t, j in (("best on validation", best), ("kept", kept)) if i == j]
+        name = r["group"] + (f" ({', '.join(tags)})" if tags else "")
         lines.append(
-            f"| {r['group']} | {int(r['params']):,} | {r['n']} | {r['train_fit']:.4f} | {r['val_fit_text']} | "
-            f"{r['gap_text']} | {r['val_text']} | {r['val_loss_text']} | {r['verdicts']} |"
+            f"| {name} | {int(r['params']):,} | {r['n']} | {r['train_fit']:.4f} | {r['val_fit_text']} | "
+            f"{r['gap_text']} | {r['val_text']} | {r['test_text']} | {r['val_loss_text']} | {r['test_loss_text']} "
+            f"| {r['verdicts']} |"
         )
     return "\n".join(lines)
 
@@ -249,7 +307,7 @@ def _series_key(keys: list[str]) -> str | None:
 
 def _plot(table: pd.DataFrame, ok: pd.DataFrame, keys: list[str], *, headline: str, fit: str,
           pick: float, path: Path) -> Path:
-    """Train (dashed) and validation (solid) headline, fit metric and loss against parameters."""
+    """Train (dashed), validation (solid) and test (dotted) headline, fit metric and loss against parameters."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,17 +318,20 @@ def _plot(table: pd.DataFrame, ok: pd.DataFrame, keys: list[str], *, headline: s
     series = _series_key(keys)
     labels = ok.drop_duplicates(GROUP).set_index(GROUP)
     table = table.assign(series=[str(labels.loc[g, series]) if series else "" for g in table["group"]])
-    panels = ((headline, "train_head", "val_head", "val_head_std"), (fit, "train_fit", "val_fit", "val_fit_std"),
-              ("loss", "train_loss", "val_loss", "val_loss_std"))
+    panels = ((headline, "train_head", "val_head", "val_head_std", "test_head"),
+              (fit, "train_fit", "val_fit", "val_fit_std", None),
+              ("loss", "train_loss", "val_loss", "val_loss_std", "test_loss"))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (name, train_col, val_col, std_col) in zip(axes, panels, strict=True):
+    for ax, (name, train_col, val_col, std_col, test_col) in zip(axes, panels, strict=True):
         for i, (s, part) in enumerate(table.groupby("series", sort=False)):
             c = colors[i % len(colors)]
             tag = f"{series}={s} " if series else ""
             ax.plot(part["params"], part[train_col], "--", color=c, marker=".", label=f"{tag}train")
             ax.errorbar(part["params"], part[val_col], yerr=part[std_col], color=c, marker="o",
                         capsize=3, label=f"{tag}validation")
+            if test_col:
+                ax.plot(part["params"], part[test_col], ":", color=c, marker="^", label=f"{tag}test")
         ax.axvline(pick, color="grey", linestyle=":", linewidth=1)
         ax.set_xscale("log")
         ax.set_xlabel("parameters (log scale)")
@@ -278,7 +339,7 @@ def _plot(table: pd.DataFrame, ok: pd.DataFrame, keys: list[str], *, headline: s
         ax.grid(alpha=0.3)
     axes[2].set_yscale("log")
     axes[0].legend(fontsize=7)
-    fig.suptitle("capacity: train (dashed) against validation (solid, ± std over seeds); "
-                 "dotted: the smallest network within one standard error of the best")
+    fig.suptitle("capacity: train (dashed), validation (solid, ± std over seeds), test (dotted); "
+                 "grey line: the kept network (smallest not below the best beyond seed noise)")
     fig.tight_layout()
     return save_figure(path, fig)
