@@ -11,6 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help install run test test-fast check-inputs lint bench course1 capacity regularization course2 imbalance \
         course3 optimizers \
+        course6 fairness \
         reproduce clean
 
 help:
@@ -19,6 +20,7 @@ help:
 	@echo "make course1    capacity + regularization studies  -> $(COURSES)/{capacity,regularization}"
 	@echo "make course2    class imbalance and augmentation  -> $(COURSES)/imbalance"
 	@echo "make course3    optimizer comparison              -> $(COURSES)/optimizers"
+	@echo "make course6    fairness audit and mitigation     -> $(COURSES)/fairness (ADULT=FOLDER adds UCI Adult)"
 	@echo "make bench      speed benchmarks                  -> benchmarks/results.md"
 	@echo "make check-inputs  run every bad-input case against the installed dlrun (N passed, N failed)"
 	@echo "make lint       ruff"
@@ -70,6 +72,16 @@ course3: optimizers
 optimizers: $(STAMP)
 	rm -rf $(COURSES)/optimizers
 	$(DLRUN) experiment=optimizers hydra.sweep.dir=$(COURSES)/optimizers
+
+course6: fairness
+
+# ADULT=FOLDER (holding adult.data and adult.test) adds UCI Adult by sex to the same study.
+ADULT ?=
+comma := ,
+fairness: $(STAMP)
+	rm -rf $(COURSES)/fairness
+	$(DLRUN) experiment=fairness hydra.sweep.dir=$(COURSES)/fairness \
+	    $(if $(ADULT),dataset=credit_synthetic$(comma)adult dataset.path=$(abspath $(ADULT)))
 
 reproduce: course1 course2 course3
 

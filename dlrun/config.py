@@ -47,6 +47,14 @@ class CreditConfig:
 
 
 @dataclass
+class CompasConfig:
+    """compas's rows (dlrun.data.compas): which race values to keep."""
+
+    # ProPublica's two-group comparison; [] keeps all six values (three have under 350 rows).
+    races: list[str] = field(default_factory=lambda: ["African-American", "Caucasian"])
+
+
+@dataclass
 class DatasetConfig:
     """Which data to load and how to prepare it."""
 
@@ -83,6 +91,7 @@ class DatasetConfig:
     max_categories: int | None = 50
     min_frequency: int = 5  # categories seen in fewer training rows share the infrequent bucket
     credit: CreditConfig = field(default_factory=CreditConfig)  # credit_synthetic only
+    compas: CompasConfig = field(default_factory=CompasConfig)  # compas only
 
 
 @dataclass

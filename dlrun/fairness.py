@@ -4,11 +4,15 @@ Every option audits: per group of ``dataset.sensitive`` and split, the count, se
 rate, true- and false-positive rate, precision and accuracy, and the gaps between groups
 (fairlearn's ``MetricFrame``): demographic-parity difference and ratio (the four-fifths
 rule asks for a ratio of at least 0.8), equalized-odds difference, equal-opportunity
-difference; and the training labels' own base-rate difference. Mitigations plug into the
-stages:
+difference; and the training labels' own base-rate difference with its sampling standard
+error, beside the gap the data's source documents where it documents one (the loader's
+``documented_base_rate_difference`` note). Mitigations plug into the stages:
 
 * ``reweighing`` (prepare): each training row weighs ``P(g) P(y) / P(g, y)`` (Kamiran and
-  Calders), which makes group and label independent in the weighted training data;
+  Calders), which makes group and label independent in the weighted training data. Only
+  marginally: given the other inputs the label may still depend on the group, and the
+  audit reports how much (the group's logit coefficient in a logistic regression, before
+  and after reweighing), the part a proxy of the group can still carry into the network;
 * ``threshold`` (post-process): per-group thresholds on the network's scores, chosen on the
   validation split by fairlearn's ``ThresholdOptimizer`` under ``fairness.constraint``
   (``demographic_parity`` or ``equalized_odds``), then applied to every split;
@@ -78,6 +82,17 @@ def base_rate_difference(y: np.ndarray, group: np.ndarray) -> float:
     """Largest minus smallest share of positive labels over groups."""
     rates = [float(np.mean(y[group == g])) for g in np.unique(group)]
     return max(rates) - min(rates)
+
+
+def base_rate_standard_error(y: np.ndarray, group: np.ndarray) -> float:
+    """The sampling standard error of :func:`base_rate_difference` (its two extreme groups).
+
+    ``sqrt(p1 (1 - p1) / n1 + p2 (1 - p2) / n2)``: how far the measured gap may sit from
+    the population's by chance alone; a documented gap within about two of these is recovered.
+    """
+    cells = [(float(np.mean(y[group == g])), int(np.sum(group == g))) for g in np.unique(group)]
+    (p1, n1), (p2, n2) = max(cells), min(cells)
+    return float(np.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2))
 
 
 def reweighing_weights(y: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -151,14 +166,23 @@ class Fairness(Capability):
 
     def evaluate(self, outcome, ctx: FoldContext) -> dict[str, Any]:
         splits = outcome.splits
-        out: dict[str, Any] = {"train_base_rate_difference": base_rate_difference(
-            splits.train.y.astype(int), splits.train.group)}
+        y, group = splits.train.y.astype(int), splits.train.group
+        out: dict[str, Any] = {"train_base_rate_difference": base_rate_difference(y, group),
+                               "train_base_rate_difference_se": base_rate_standard_error(y, group)}
+        documented = splits.notes.get("documented_base_rate_difference")
+        if documented is not None:  # what the data's source says the gap is (credit_synthetic: planted)
+            out["documented_base_rate_difference"] = dict(documented)
         for name in _REPORTED:
             part, labels = getattr(splits, name), outcome.labels.get(name)
             if labels is not None:
                 out[name] = group_metrics(part.y.astype(int), labels, part.group)
         if self.option == "unaware":
             out["group_predictability"] = _group_predictability(splits)
+        if self.option == "reweighing":  # the weights the training loss used, and what they leave
+            weight = splits.train.weight
+            rates = [np.average(y[group == g], weights=weight[group == g]) for g in np.unique(group)]
+            out["weighted_train_base_rate_difference"] = float(max(rates) - min(rates))
+            out["conditional_group_effect"] = _conditional_group_effect(splits)
         return out
 
     def report(self, outcomes, ctx: RunContext) -> Section | None:
@@ -194,6 +218,30 @@ def _group_predictability(splits: Splits) -> dict[str, float]:
     return {"roc_auc": float(roc_auc_score(val, model.predict_proba(splits.val.x)[:, 1]))}
 
 
+def _conditional_group_effect(splits: Splits) -> dict[str, Any]:
+    """The group's logit coefficient in a logistic regression of the training label on the
+    inputs and the group, unweighted and under the reweighing weights.
+
+    Reweighing makes group and label independent, but only marginally: given the other
+    inputs the label can still depend on the group (a logistic model's marginal odds ratio
+    is smaller than its conditional one), and a network that sees a proxy of the group can
+    learn that remainder. Two groups only (empty otherwise).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    y, group = splits.train.y.astype(int), splits.train.group
+    groups = np.unique(group)
+    if len(groups) != 2:
+        return {}
+    x = np.column_stack([splits.train.x.reshape(len(y), -1), group == groups[1]])
+
+    def coefficient(weights):
+        return float(LogisticRegression(max_iter=1000).fit(x, y, sample_weight=weights).coef_[0, -1])
+
+    return {"group": str(groups[1]), "before": coefficient(None),
+            "after": coefficient(reweighing_weights(y, group))}
+
+
 def _average(folds: list[dict[str, Any]]) -> dict[str, Any]:
     """Numbers averaged over folds, key by key (the single fold's own for a holdout run)."""
     first = folds[0]
@@ -216,7 +264,9 @@ def _average(folds: list[dict[str, Any]]) -> dict[str, Any]:
 def _summary(m: dict[str, Any]) -> list[str]:
     lines = [f"`fairness={m['option']}` on `{m['attribute']}`"
              + (f" (per-group thresholds under {m['constraint']}, chosen on validation)" if m.get("constraint") else "")
-             + f". Training labels: base-rate difference {m['train_base_rate_difference']:.3f} between groups.", ""]
+             + f". Training labels: base-rate difference {m['train_base_rate_difference']:.3f} between groups "
+             f"(sampling standard error {m.get('train_base_rate_difference_se', float('nan')):.3f})"
+             + _documented(m) + ".", ""]
     for split in ("val", "test"):
         if split not in m:
             continue
@@ -233,12 +283,25 @@ def _summary(m: dict[str, Any]) -> list[str]:
         for g, r in m["test"]["by_group"].items():
             lines.append(f"| {g} | {r['count']:.0f} | {r['selection_rate']:.3f} | {r['true_positive_rate']:.3f} | "
                          f"{r['false_positive_rate']:.3f} | {r['precision']:.3f} | {r['accuracy']:.3f} |")
+    effect = m.get("conditional_group_effect") or {}
+    if "after" in effect:
+        lines += ["", f"Given the other inputs, being in group {effect['group']} moves the label's logit by "
+                  f"{effect['before']:+.3f} in the training data and by {effect['after']:+.3f} once reweighed "
+                  "(logistic regression): reweighing equalizes the groups' base rates, not what is left of the "
+                  "gap among otherwise alike rows, which a proxy of the group can still carry."]
     proxy = m.get("group_predictability") or {}
     if "roc_auc" in proxy:
         lines += ["", f"The model's inputs predict the group with validation ROC-AUC {proxy['roc_auc']:.3f} "
                   "(0.5: not at all): leaving the attribute out does not remove what the other inputs carry "
                   "about it."]
     return lines
+
+
+def _documented(m: dict[str, Any]) -> str:
+    documented = m.get("documented_base_rate_difference")
+    if not documented:
+        return ""
+    return f"; documented {documented['value']:.3f} ({documented['source']})"
 
 
 def _plot(by_group: dict[str, dict[str, float]], path, *, attribute: str):

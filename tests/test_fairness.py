@@ -58,7 +58,7 @@ def test_the_generated_credit_data_carries_the_planted_bias_and_proxy():
 @pytest.mark.slow
 @pytest.mark.parametrize("option", ["audit", "threshold"])
 def test_an_audit_end_to_end_recovers_the_planted_disparity(dlrun_cli, tmp_path, option):
-    done = dlrun_cli(["dataset=credit_synthetic", f"fairness={option}", "trainer.epochs=10",
+    done = dlrun_cli(["dataset=credit_synthetic", f"fairness={option}", "trainer.epochs=5", "diagnosis.reference=none",
                       "trainer.progress=none", "hydra.run.dir=run"])
     assert done.returncode == 0, done.stderr
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -80,3 +80,39 @@ def test_fairness_without_a_sensitive_attribute_is_refused_before_training(cfg_f
     with pytest.raises(ConfigError, match="fairness=audit needs a sensitive attribute"):
         validate(cfg_factory(["fairness=audit"]))
     validate(cfg_factory(["fairness=audit", "dataset=credit_synthetic"]))
+
+
+def _credit_splits(n: int = 20000, *, label_bias: float = 1.0):
+    """credit_synthetic rows as standardized model inputs, the group aside (every part the same rows)."""
+    from dlrun.data.table import Part, Splits
+
+    frame = generate(n, share_b=0.4, label_bias=label_bias, proxy_strength=0.8, seed=3)
+    group, y = frame.pop("group").to_numpy(), frame.pop("granted").to_numpy()
+    x = ((frame - frame.mean()) / frame.std()).to_numpy(dtype=np.float32)
+    part = Part(x, y, group=group)
+    return Splits(part, part, part, task="binary", class_names=["denied", "granted"], feature_names=list(frame))
+
+
+def test_reweighing_weights_become_the_training_loss_weights():
+    from dlrun.fairness import Fairness
+    from dlrun.train import row_weights
+
+    splits = _credit_splits(2000)
+    prepared = Fairness("reweighing", constraint="demographic_parity", seed=0).prepare(splits, None)
+    expected = reweighing_weights(splits.train.y, splits.train.group)
+    np.testing.assert_allclose(row_weights(prepared), expected)  # what both training loops weigh the loss by
+    assert prepared.val is splits.val and prepared.test is splits.test
+    assert len(np.unique(expected)) == 4  # one weight per (group, label) cell, none of them 1
+
+
+def test_reweighing_leaves_a_conditional_group_effect_that_a_proxy_can_carry():
+    from dlrun.fairness import _conditional_group_effect, base_rate_standard_error
+
+    effect = _conditional_group_effect(_credit_splits())
+    # Unweighted, the group's logit coefficient is the planted penalty; reweighing removes only the
+    # marginal log odds ratio (smaller: logistic odds ratios shrink when marginalized), not all of it.
+    assert effect["group"] == "B" and effect["before"] == pytest.approx(-1.0, abs=0.1)
+    assert -0.6 < effect["after"] < -0.15
+    assert _conditional_group_effect(_credit_splits(label_bias=0.0))["after"] == pytest.approx(0, abs=0.1)
+    y, group = np.array([1, 0, 1, 1, 0, 0]), np.array(list("aaabbb"))
+    assert base_rate_standard_error(y, group) == pytest.approx(np.sqrt(2 * (2 / 3) * (1 / 3) / 3))

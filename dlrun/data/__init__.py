@@ -27,6 +27,8 @@ DATASETS.register("mnist_imbalanced", "dlrun.data.mnist:load_mnist_imbalanced")
 DATASETS.register("mnist", "dlrun.data.keras_sets:load_mnist")
 DATASETS.register("fashion_mnist", "dlrun.data.keras_sets:load_fashion_mnist")
 DATASETS.register("credit_synthetic", "dlrun.data.credit:load")
+DATASETS.register("adult", "dlrun.data.adult:load")
+DATASETS.register("compas", "dlrun.data.compas:load")
 DATASETS.register("csv", "dlrun.data.csv_table:load")
 DATASETS.register("image_folder", "dlrun.data.image_folder:load")
 
