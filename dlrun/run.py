@@ -27,6 +27,7 @@ from dlrun.data.split import (
 from dlrun.data.table import Splits, Table
 from dlrun.errors import ConfigError
 from dlrun.lock import run_folder_lock
+from dlrun.report.live import LiveHistory
 from dlrun.stages import FoldOutcome
 from dlrun.task import TaskSpec, task_spec
 
@@ -133,6 +134,7 @@ def _run(cfg: Config, run_dir: Path, *, overrides: list[str]) -> float:
     device = runtime.setup(cfg.trainer, seed=cfg.seed)
     capabilities = capabilities_for(cfg)
     plan = _split_plan(cfg, table)
+    live = LiveHistory(run_dir / "history.csv", folds=len(plan))
     outcomes: list[FoldOutcome] = []
     spec: TaskSpec | None = None
     for i, (train, val, test) in enumerate(plan):
@@ -143,7 +145,7 @@ def _run(cfg: Config, run_dir: Path, *, overrides: list[str]) -> float:
         spec = ctx.spec = spec or task_spec(table.task, splits.n_classes, splits.train.y,
                                             headline=cfg.task.headline, threshold=cfg.task.threshold)
         splits = stages.prepare(splits, capabilities, ctx)
-        outcome = _run_fold(splits, spec, capabilities, ctx, table_name=table.name,
+        outcome = _run_fold(splits, spec, capabilities, ctx, table_name=table.name, live=live,
                             resume=resume_fold == i, redo=resume_fold is not None and i < resume_fold)
         outcomes.append(outcome)
         if outcome.fit.status != "ok":
@@ -158,7 +160,7 @@ def _run(cfg: Config, run_dir: Path, *, overrides: list[str]) -> float:
 
 
 def _run_fold(splits: Splits, spec: TaskSpec, capabilities: list, ctx: FoldContext, *, table_name: str,
-              resume: bool, redo: bool) -> FoldOutcome:
+              live: LiveHistory, resume: bool, redo: bool) -> FoldOutcome:
     """build → train → predict → post-process → evaluate, for one fold.
 
     Folds before a checkpointed one are re-trained (deterministically) without overwriting
@@ -175,6 +177,7 @@ def _run_fold(splits: Splits, spec: TaskSpec, capabilities: list, ctx: FoldConte
         fit, phase_record = stages.train_phases(
             model, splits, spec, phases, capabilities, ctx, on_epoch=on_epoch,
             fingerprint=config_fingerprint(cfg), resume=resume, checkpoint=not redo,
+            live=lambda history: live.update(ctx.fold, history),
         )
     predictions = stages.predict_parts(model, splits)
     labels = stages.post_process(predictions, splits, spec, capabilities, ctx)

@@ -105,13 +105,15 @@ def plan_phases(capabilities: list[Capability], ctx: FoldContext) -> list[Phase]
 def train_phases(
     model, splits: Splits, spec: TaskSpec, phases: list[Phase], capabilities: list[Capability],
     ctx: FoldContext, *, on_epoch, fingerprint: str, resume: bool, checkpoint: bool,
+    live: Callable[[list[dict]], None] | None = None,
 ):
     """Train phase after phase; a resumed fold restarts in the phase its checkpoint names.
 
     Each phase compiles its own optimizer (built for that phase's epochs) and gets fresh
     callbacks; epochs are numbered across phases, and with several phases each history
     row names its phase. Training stops at the first phase that does not end ``ok``
-    (diverged, interrupted).
+    (diverged, interrupted). ``live`` gets the history after every epoch (restored rows
+    included), to write ``history.csv`` as training goes.
 
     Returns:
         ``(fit, phases_record)``: one :class:`dlrun.train.FitResult` for every phase
@@ -146,7 +148,7 @@ def train_phases(
         fit = train(
             model, splits, spec, optimizer=optimizer, epochs=start + phase.epochs,
             batch_size=phase.optimizer.batch_size, callbacks=callbacks, loop=cfg.trainer.loop,
-            on_epoch=_kept(history, on_epoch, phase.name if len(phases) > 1 else None), seed=cfg.seed,
+            on_epoch=_kept(history, on_epoch, phase.name if len(phases) > 1 else None, live), seed=cfg.seed,
             initial_epoch=restored.epoch if restored else start, history=history,
         )
         fits.append(fit)
@@ -159,14 +161,17 @@ def train_phases(
     return fit, _phase_record(history, phases) if len(phases) > 1 else []
 
 
-def _kept(history: list[dict], on_epoch, phase: str | None):
+def _kept(history: list[dict], on_epoch, phase: str | None, live=None):
     """The epoch hook that also appends each row to ``history`` (the list checkpoints
-    save), with the phase's name written into it first when there are several phases."""
+    save), with the phase's name written into it first when there are several phases,
+    and hands the history to ``live``."""
 
     def hook(epoch: int, row: dict) -> None:
         if phase is not None:
             row["phase"] = phase
         history.append(row)
+        if live is not None:
+            live(history)
         on_epoch(epoch, row)
 
     return hook
