@@ -239,7 +239,33 @@ class SaveModel(Capability):
         model.compile(optimizer=model.optimizer, loss=ctx.spec.loss)
         model.save(tmp)
         tmp.replace(path)
-        return Section("model", files=[("model", "model.keras")])
+        return Section("model", files=[("model", "model.keras"), *_predictor_files(outcomes[-1], ctx)])
+
+
+def _predictor_files(outcome: FoldOutcome, ctx: RunContext) -> list[tuple[str, str]]:
+    """``predictor.joblib`` (what ``dlrun-predict`` needs to score raw data) and
+    ``test_predictions.csv`` (the test rows as ``dlrun-predict`` would score them)."""
+    import joblib
+    import numpy as np
+    import pandas as pd
+
+    from dlrun.metrics import predicted_labels
+    from dlrun.predict import PREDICTOR, TEST_PREDICTIONS, output_frame, predictor_state
+    from dlrun.report.files import write_csv
+
+    splits, spec = outcome.splits, ctx.spec
+    plain = {name: predicted_labels(outcome.predictions[name], spec.task, threshold=spec.threshold)
+             for name in ("val", "test")} if spec.is_classification else {}
+    post_processed = any(outcome.labels.get(n) is not None and not np.array_equal(plain[n], outcome.labels[n])
+                         for n in plain)
+    state = predictor_state(splits, spec, ctx.cfg.dataset, delimiter=splits.notes.get("delimiter"),
+                            post_processed=post_processed)
+    tmp = ctx.run_dir / f".{PREDICTOR}.tmp"
+    joblib.dump(state, tmp)
+    tmp.replace(ctx.run_dir / PREDICTOR)
+    ids = pd.DataFrame({"row": splits.test.index})
+    write_csv(ctx.run_dir / TEST_PREDICTIONS, output_frame(outcome.predictions["test"], state, ids))
+    return [("scoring new data", PREDICTOR), ("test predictions", TEST_PREDICTIONS)]
 
 
 register_capability("weights", lambda cfg: InitialWeights(str(cfg.model.weights)) if cfg.model.weights else None)

@@ -138,6 +138,12 @@ def _read(path: Path, *, sep: str | None, encoding: str, na_values: list[str]) -
     return frame, notes
 
 
+def read_frame(path: Path, *, sep: str | None, encoding: str, na_values: list[str]) -> tuple[pd.DataFrame, dict]:
+    """A CSV read and cleaned as a training file is (delimiter, encoding, missing markers,
+    decimal commas), with the notes on how; ``dlrun-predict`` reads new rows with it."""
+    return _read(path, sep=sep, encoding=encoding, na_values=na_values)
+
+
 def _clean_text(frame: pd.DataFrame, na_values: list[str], *, decimal_comma: bool) -> list[str]:
     """Strip text cells and column names; ``na_values`` and empty cells become missing.
 

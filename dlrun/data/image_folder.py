@@ -70,6 +70,12 @@ def _pixels(path: Path, size: int, mode: str) -> np.ndarray | str:
         return f"cannot be decoded ({type(err).__name__})"
 
 
+def decode_file(path: Path, size: int, mode: str) -> np.ndarray | str:
+    """One image as the model saw its training images (``dlrun-predict`` reads new ones
+    with it): a flat float array in [0, 1], or the reason it cannot be read."""
+    return _pixels(path, size, mode)
+
+
 def _scan(root: Path, classes: list[str] | None) -> dict[str, list[Path]]:
     """Image files per class folder; ``classes`` (a training folder's) must cover them all."""
     folders = _class_folders(root)

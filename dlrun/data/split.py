@@ -182,7 +182,7 @@ def _take(x: pd.DataFrame | np.ndarray, idx: np.ndarray):
     return take_rows(x, idx)
 
 
-def _as_text(x: pd.DataFrame) -> pd.DataFrame:
+def as_text(x: pd.DataFrame) -> pd.DataFrame:
     """Text-like columns as Python str (missing cells stay NaN), one type per column."""
     for c in x.columns:
         if not is_numeric_column(x[c]):
@@ -203,7 +203,7 @@ def make_splits(
     x_parts = [_take(table.x, i) for i in (train, val, test)]
     frame = isinstance(table.x, pd.DataFrame)
     if frame:
-        x_parts = [_as_text(p) for p in x_parts]
+        x_parts = [as_text(p) for p in x_parts]
     missing = [c for c in x_parts[0].columns if x_parts[0][c].isna().any()] if frame else []
     transformer = None if table.scaled else _transformer(
         x_parts[0] if frame else table.x, scaling, missing=missing, one_hot=table.notes.get("one_hot")
@@ -233,6 +233,7 @@ def make_splits(
     return Splits(
         *parts, task=table.task, class_names=table.class_names, feature_names=names,
         input_columns=columns, y_mean=y_mean, y_std=y_std, image_shape=table.image_shape, notes=notes,
+        preprocess=transformer,
     )
 
 

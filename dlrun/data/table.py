@@ -120,6 +120,9 @@ class Splits:
             is a table; ``feature_names`` are the encoded inputs.
         notes: the table's notes plus what the preprocessing did (cells imputed per split,
             encoded width), JSON-ready. Defaults to empty.
+        preprocess: the scikit-learn transformer fitted on the training rows (imputation,
+            scaling, encoding), or None when the loader scaled the data; kept for scoring
+            new rows (``dlrun-predict``).
     """
 
     train: Part
@@ -133,6 +136,7 @@ class Splits:
     y_std: float = 1.0
     image_shape: tuple[int, int, int] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    preprocess: Any = None
 
     @property
     def n_classes(self) -> int:
