@@ -46,6 +46,30 @@ def test_adult_reads_the_uci_files_with_their_quirks(cfg_factory, tmp_path):
     assert table.notes["documented_base_rate_difference"]["value"] == pytest.approx(0.196, abs=0.001)
 
 
+def test_adult_rows_dropped_for_missing_cells_keep_the_test_split(cfg_factory, tmp_path):
+    _adult_files(tmp_path)
+    table = load_table(cfg_factory(["dataset=adult", f"dataset.path={tmp_path}", "dataset.missing=drop"]).dataset)
+    kept_train, kept_test = sum(i % 7 != 0 for i in range(120)), sum(i % 7 != 0 for i in range(60))
+    assert table.n_rows == kept_train + kept_test and table.x.notna().all().all()
+    np.testing.assert_array_equal(table.test_rows, np.arange(kept_train, kept_train + kept_test))
+
+
+def test_adult_reads_openmls_copy_when_no_path_is_given(cfg_factory, monkeypatch):
+    from sklearn.utils import Bunch
+
+    from dlrun.data.adult import COLUMNS
+
+    rows = [ADULT_ROW.format(age=30 + i, work="Private", sex=sex, label=label).split(", ")
+            for i, (sex, label) in enumerate([("Male", ">50K"), ("Female", "<=50K")] * 10)]
+    frame = pd.DataFrame(rows, columns=[*COLUMNS[:-1], "class"])  # OpenML names the target 'class'
+    frame = frame.astype({c: "category" for c in ("workclass", "sex", "class")})
+    monkeypatch.setattr("sklearn.datasets.fetch_openml", lambda **kwargs: Bunch(frame=frame))
+    table = load_table(cfg_factory(["dataset=adult"]).dataset)
+    assert table.n_rows == 20 and table.test_rows is None  # one table: the test split is drawn at random
+    assert list(table.y[:2]) == [1, 0] and list(table.sensitive[:2]) == ["Male", "Female"]
+    assert "sex" not in table.x.columns and "fnlwgt" not in table.x.columns
+
+
 def test_adult_without_its_files_says_what_to_download_and_where(cfg_factory, tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"no adult.data or adult.test there; download .* into that folder"):
         load_table(cfg_factory(["dataset=adult", f"dataset.path={tmp_path}"]).dataset)
