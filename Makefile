@@ -11,6 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help install run test test-fast check-inputs lint bench course1 capacity regularization course2 imbalance \
         course3 optimizers \
+        course5 transfer \
         course6 fairness \
         reproduce clean
 
@@ -20,6 +21,8 @@ help:
 	@echo "make course1    capacity + regularization studies  -> $(COURSES)/{capacity,regularization}"
 	@echo "make course2    class imbalance and augmentation  -> $(COURSES)/imbalance"
 	@echo "make course3    optimizer comparison              -> $(COURSES)/optimizers"
+	@echo "make course5    transfer learning (source digits 0-4 -> 5-9) -> $(COURSES)/transfer"
+	@echo "                (DATA=FRUITS360 [WEIGHTS=FILE]: an ImageNet Inception-ResNet-v2 on Fruits-360)"
 	@echo "make course6    fairness audit and mitigation     -> $(COURSES)/fairness (ADULT=FOLDER adds UCI Adult)"
 	@echo "make bench      speed benchmarks                  -> benchmarks/results.md"
 	@echo "make check-inputs  run every bad-input case against the installed dlrun (N passed, N failed)"
@@ -72,6 +75,18 @@ course3: optimizers
 optimizers: $(STAMP)
 	rm -rf $(COURSES)/optimizers
 	$(DLRUN) experiment=optimizers hydra.sweep.dir=$(COURSES)/optimizers
+
+course5: transfer
+
+# DATA=FOLDER (Fruits-360: Training/ and Test/) runs the original setting, an ImageNet backbone;
+# WEIGHTS=FILE gives its no-top weights file (else Keras's cache ~/.keras/models/, or a download).
+DATA ?=
+WEIGHTS ?=
+transfer: $(STAMP)
+	rm -rf $(COURSES)/transfer
+	$(DLRUN) hydra.sweep.dir=$(COURSES)/transfer $(if $(DATA),experiment=transfer_imagenet \
+	    dataset.path=$(abspath $(DATA))/Training dataset.test_path=$(abspath $(DATA))/Test \
+	    $(if $(WEIGHTS),model.weights=$(abspath $(WEIGHTS))),experiment=transfer)
 
 course6: fairness
 

@@ -114,7 +114,7 @@ class Capability:
 Factory = Callable[[Config], "Capability | None"]
 _REGISTRY: dict[str, Factory] = {}
 # Modules that register capabilities of their own, imported when a job first asks.
-PLUGIN_MODULES = ["dlrun.sampling", "dlrun.augment", "dlrun.fairness"]
+PLUGIN_MODULES = ["dlrun.sampling", "dlrun.augment", "dlrun.fairness", "dlrun.transfer"]
 
 
 def register_capability(name: str, factory: Factory) -> None:
@@ -268,7 +268,9 @@ def _predictor_files(outcome: FoldOutcome, ctx: RunContext) -> list[tuple[str, s
     return [("scoring new data", PREDICTOR), ("test predictions", TEST_PREDICTIONS)]
 
 
-register_capability("weights", lambda cfg: InitialWeights(str(cfg.model.weights)) if cfg.model.weights else None)
+# model=transfer reads model.weights as its backbone's (imagenet, none, a file): dlrun.models.transfer loads them.
+register_capability("weights", lambda cfg: InitialWeights(str(cfg.model.weights))
+                    if cfg.model.weights and cfg.model.name != "transfer" else None)
 register_capability("early_stopping", lambda cfg: EarlyStopping(cfg) if cfg.reg.early_stopping else None)
 register_capability("reduce_lr", lambda cfg: ReduceLROnPlateau() if cfg.trainer.reduce_lr_on_plateau else None)
 register_capability("tensorboard", lambda cfg: TensorBoard() if cfg.trainer.tensorboard else None)

@@ -70,6 +70,8 @@ class DatasetConfig:
     sensitive_as_feature: bool = False  # also feed dataset.sensitive to the model
     image_size: int = 32  # image_folder: images are resized to image_size x image_size
     minority_fraction: float = 0.09  # mnist_imbalanced: the rare classes' share of the training data
+    classes: list[int] | None = None  # mnist_digits: the digits kept (null: all ten)
+    per_class: int | None = None  # mnist_digits: labelled images per digit for training and validation
     test_path: str | None = None  # data that comes split: its test half (image_folder: a folder)
     # image_folder: true reads batches from disk (decoded once into a uint8 cache file);
     # false holds every image in memory as float32; auto streams when that array would take
@@ -105,6 +107,14 @@ class ModelConfig:
     filters: int = 16  # cnn: filters of the first block, doubled per block
     blocks: int = 2  # cnn: conv blocks
     weights: str | None = None  # a .weights.h5 file loaded into the built model, or a whole .keras model
+    # model=transfer (dlrun.models.transfer, dlrun.transfer); weights there: imagenet | none | a
+    # weights file for the backbone; null: the backbone's own (imagenet, or the .keras file's)
+    backbone: str | None = None  # a keras.applications name, a dlrun model.keras, or "source"
+    source: list[str] = field(default_factory=list)  # backbone=source: the dlrun overrides that train it
+    mode: str = "feature_extraction"  # feature_extraction | fine_tune | scratch
+    unfreeze: int = 2  # fine_tune: weighted layers at the top of the backbone trained in phase 2
+    fine_tune_lr: float | None = None  # fine_tune: phase 2's learning rate; null: optimizer.lr / 10
+    fine_tune_epochs: int | None = None  # fine_tune: the last epochs of trainer.epochs; null: half
 
 
 @dataclass
@@ -365,11 +375,14 @@ def validate(cfg: Any) -> None:
     _check(m.width >= 1, f"model.width must be at least 1, got {m.width}")
     _check(m.depth >= 0, f"model.depth must be 0 or more, got {m.depth}")
     _check(m.filters >= 1 and m.blocks >= 1, "model.filters and model.blocks must be at least 1")
-    if m.weights is not None:
+    if m.weights is not None and m.name != "transfer":  # transfer: the backbone's weights, checked below
         _check(str(m.weights).endswith((".weights.h5", ".keras")),
                f"model.weights={m.weights!r} must be a .weights.h5 file or a .keras model")
         _check(os.path.isfile(os.path.expanduser(str(m.weights))),
                f"model.weights: no file at {m.weights}; give the path to saved weights")
+
+    if m.name == "transfer":
+        _validate_transfer(m, cfg)
 
     for key in ("l1", "l2"):
         _check(r[key] >= 0, f"reg.{key} must be 0 or more, got {r[key]}")
@@ -417,3 +430,32 @@ def validate(cfg: Any) -> None:
     _choice("study.target_rule", cfg.study.target_rule, ("fraction", "weakest"))
     _check(all(math.isfinite(x) and x > 0 for x in cfg.study.lr_scales or []),
            f"study.lr_scales must be positive multiples of the usual rate, got {cfg.study.lr_scales}")
+
+
+TRANSFER_MODES = ("feature_extraction", "fine_tune", "scratch")
+
+
+def _validate_transfer(m: Any, cfg: Any) -> None:
+    """``model=transfer``'s keys (the backbone name itself is checked when the model is built)."""
+    _check(m.backbone is not None, "model=transfer needs model.backbone: a keras.applications name "
+           "(mobilenet_v2, efficientnet_b0, resnet50, inception_resnet_v2), a dlrun model.keras, or source")
+    _choice("model.mode", m.mode, TRANSFER_MODES)
+    _check(m.backbone != "source" or len(m.source) > 0,
+           "model.backbone=source needs model.source: the dlrun overrides that train the source network")
+    weights = str(m.weights) if m.weights is not None else None
+    if weights not in (None, "imagenet", "none"):
+        _check(os.path.isfile(os.path.expanduser(weights)),
+               f"model.weights: no file at {weights}; give imagenet, none or a weights file for the backbone")
+    _check(cfg.dataset.scaling == "none",
+           f"model=transfer feeds pixels in [0, 1] to the backbone's own preprocessing; "
+           f"set dataset.scaling=none (got {cfg.dataset.scaling})")
+    _check(m.unfreeze >= 1, f"model.unfreeze must be at least 1, got {m.unfreeze}")
+    if m.fine_tune_lr is not None:
+        _positive("model.fine_tune_lr", m.fine_tune_lr)
+    if m.mode == "fine_tune":
+        epochs = cfg.trainer.epochs
+        _check(epochs >= 2, f"model.mode=fine_tune trains two phases: trainer.epochs must be at least 2, got {epochs}")
+        if m.fine_tune_epochs is not None:
+            _check(1 <= m.fine_tune_epochs < epochs,
+                   f"model.fine_tune_epochs must be in [1, trainer.epochs - 1] = [1, {epochs - 1}] (the head "
+                   f"trains first), got {m.fine_tune_epochs}")

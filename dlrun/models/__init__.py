@@ -41,6 +41,7 @@ MODELS: Registry[ModelBuilder] = Registry("model", what="builder", where="dlrun.
 MODELS.register("logreg", "dlrun.models.mlp:logreg_from_config")
 MODELS.register("mlp", "dlrun.models.mlp:from_config")
 MODELS.register("cnn", "dlrun.models.cnn:from_config")
+MODELS.register("transfer", "dlrun.models.transfer:from_config")
 
 
 def register_model(name: str, builder: ModelBuilder | str, **defaults: Any) -> None:
