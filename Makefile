@@ -11,6 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help install run test test-fast check-inputs lint bench course1 capacity regularization course2 imbalance \
         course3 optimizers \
+        course4 tuning \
         course5 transfer \
         course6 fairness \
         reproduce clean
@@ -21,6 +22,7 @@ help:
 	@echo "make course1    capacity + regularization studies  -> $(COURSES)/{capacity,regularization}"
 	@echo "make course2    class imbalance and augmentation  -> $(COURSES)/imbalance"
 	@echo "make course3    optimizer comparison              -> $(COURSES)/optimizers"
+	@echo "make course4    hyperparameter tuning: gp, forest, gbrt, random x 3 seeds -> $(COURSES)/tuning"
 	@echo "make course5    transfer learning (source digits 0-4 -> 5-9) -> $(COURSES)/transfer"
 	@echo "                (DATA=FRUITS360 [WEIGHTS=FILE]: an ImageNet Inception-ResNet-v2 on Fruits-360)"
 	@echo "make course6    fairness audit and mitigation     -> $(COURSES)/fairness (ADULT=FOLDER adds UCI Adult)"
@@ -75,6 +77,22 @@ course3: optimizers
 optimizers: $(STAMP)
 	rm -rf $(COURSES)/optimizers
 	$(DLRUN) experiment=optimizers hydra.sweep.dir=$(COURSES)/optimizers
+
+course4: tuning
+
+# Course 4: one tuning folder per tuner and tuner seed ($(COURSES)/tuning/gp-s0, ...), two
+# tunings at a time on one core each (a tuning's trials run one after another, as the
+# tutorial's); then one report over them: each tuning's trials.csv and its best trial's refit.
+TUNERS ?= gp forest gbrt random
+TUNER_SEEDS ?= 0 1 2
+tuning: $(STAMP)
+	rm -rf $(COURSES)/tuning
+	mkdir -p $(COURSES)/tuning
+	printf '%s\n' $(foreach t,$(TUNERS),$(foreach s,$(TUNER_SEEDS),$(t)-s$(s))) | xargs -P 2 -I RUN sh -c \
+	    'run=RUN; $(DLRUN) experiment=tuning tuner=$${run%-s*} tuner.seed=$${run##*-s} trainer.threads=1 \
+	     hydra.sweep.dir=$(COURSES)/tuning/$$run > $(COURSES)/tuning/$$run.log 2>&1 \
+	     && echo "tuning $$run done" || { echo "tuning $$run failed: see $(COURSES)/tuning/$$run.log"; exit 1; }'
+	$(BIN)/dlrun-report $(COURSES)/tuning/*/refit -o $(COURSES)/tuning --kind tuning --name "course 4: hyperparameter tuning"
 
 course5: transfer
 

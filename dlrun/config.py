@@ -156,6 +156,9 @@ class EvalConfig:
     name: str = MISSING  # holdout | kfold | iterated_kfold
     folds: int = 5
     repeats: int = 1
+    # holdout only: train on train + validation and score once on test (a tuned configuration's
+    # final fit); the validation scores are then measured on training rows
+    refit: bool = False
 
 
 @dataclass
@@ -219,6 +222,27 @@ class DiagnosisConfig:
     underfit_threshold: float = 0.05  # distance to the best reachable score called underfitting
 
 
+TUNERS = ("none", "gp", "forest", "gbrt", "random", "grid")
+ACQ_FUNCS = ("gp_hedge", "EI", "LCB", "PI")
+
+
+@dataclass
+class TunerConfig:
+    """Hyperparameter search by the skopt sweeper (``tuner=gp``; hydra_plugins.dlrun_skopt_sweeper)."""
+
+    name: str = "none"  # none | gp | forest | gbrt | random | grid
+    n_calls: int = 20  # trials in all, the resumed ones included
+    n_initial_points: int = 10  # random points before the model proposes (skopt's default)
+    n_jobs: int = 1  # points asked per batch and launched together (use the joblib launcher)
+    acq_func: str = "gp_hedge"  # gp_hedge | EI | LCB | PI
+    # sampling: the acquisition scored at 10,000 random points (a fraction of a second);
+    # lbfgs: gp_minimize's default, refined by gradients from there (seconds per trial on a CPU)
+    acq_optimizer: str = "sampling"
+    seed: int = 0  # the search's own seed; the jobs keep the root seed (same split, same init)
+    grid_points: int = 5  # grid: values taken from each interval (geometric under tag(log, ...))
+    refit: bool = True  # retrain the best trial on train + validation and score it once on test
+
+
 @dataclass
 class StudyConfig:
     """What a sweep compares and which claim its report checks."""
@@ -250,6 +274,7 @@ class Config:
     fairness: FairnessConfig = field(default_factory=FairnessConfig)
     diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    tuner: TunerConfig = field(default_factory=TunerConfig)
     seed: int = 0
     experiment: Any | None = None
 
@@ -403,6 +428,7 @@ def validate(cfg: Any) -> None:
     _choice("eval", e.name, EVALS)
     _check(e.folds >= 2, f"eval.folds must be at least 2, got {e.folds}")
     _check(e.repeats >= 1, f"eval.repeats must be at least 1, got {e.repeats}")
+    _check(not e.refit or e.name == "holdout", f"eval.refit=true needs eval=holdout, got eval={e.name}")
 
     _check(t.epochs >= 1, f"trainer.epochs must be at least 1, got {t.epochs}")
     _choice("trainer.device", t.device, DEVICES)
@@ -425,6 +451,7 @@ def validate(cfg: Any) -> None:
     _check(0 < cfg.task.threshold < 1, f"task.threshold must be in (0, 1), got {cfg.task.threshold}")
 
     CHECKS.check(cfg.study.kind)
+    validate_tuner(cfg.tuner)
     _check(0 < cfg.study.target_fraction <= 1,
            f"study.target_fraction must be in (0, 1], got {cfg.study.target_fraction}")
     _choice("study.target_rule", cfg.study.target_rule, ("fraction", "weakest"))
@@ -459,3 +486,22 @@ def _validate_transfer(m: Any, cfg: Any) -> None:
             _check(1 <= m.fine_tune_epochs < epochs,
                    f"model.fine_tune_epochs must be in [1, trainer.epochs - 1] = [1, {epochs - 1}] (the head "
                    f"trains first), got {m.fine_tune_epochs}")
+
+
+def validate_tuner(tuner: Any) -> None:
+    """Check ``tuner.*`` (also called by the sweeper, which reads them before any job).
+
+    Raises:
+        ConfigError: with a one-line message naming the key.
+    """
+    _choice("tuner", tuner.name, TUNERS)
+    _check(tuner.n_calls >= 1, f"tuner.n_calls must be at least 1, got {tuner.n_calls}")
+    _check(tuner.n_initial_points >= 0,
+           f"tuner.n_initial_points must be 0 or more, got {tuner.n_initial_points}")
+    _check(tuner.n_jobs >= 1, f"tuner.n_jobs (points per batch) must be at least 1, got {tuner.n_jobs}")
+    _choice("tuner.acq_func", tuner.acq_func, ACQ_FUNCS)
+    _choice("tuner.acq_optimizer", tuner.acq_optimizer, ("sampling", "lbfgs"))
+    _check(tuner.acq_optimizer == "sampling" or tuner.name == "gp",
+           f"tuner.acq_optimizer=lbfgs needs tuner=gp (trees have no gradients), got tuner={tuner.name}")
+    _check(tuner.seed >= 0, f"tuner.seed must be 0 or more, got {tuner.seed}")
+    _check(tuner.grid_points >= 2, f"tuner.grid_points must be at least 2, got {tuner.grid_points}")

@@ -100,6 +100,8 @@ def _split_plan(cfg: Config, table: Table) -> list[tuple[np.ndarray, np.ndarray,
         test=table.test_rows,
     )
     if cfg.eval.name == "holdout":
+        if cfg.eval.refit:  # a tuned configuration's final fit: every development row trains
+            return [(np.sort(np.concatenate([train, val])), val, test)]
         return [(train, val, test)]
     dev = np.sort(np.concatenate([train, val]))
     repeats = cfg.eval.repeats if cfg.eval.name == "iterated_kfold" else 1

@@ -37,6 +37,7 @@ CHECKS.register("capacity", "dlrun.report.claims.capacity:check")
 CHECKS.register("regularization", "dlrun.report.claims.regularization:check")
 CHECKS.register("optimizers", "dlrun.report.claims.optimizers:check")
 CHECKS.register("imbalance", "dlrun.report.claims.imbalance:check")
+CHECKS.register("tuning", "dlrun.report.claims.tuning:check")
 CHECKS.register("transfer", "dlrun.report.claims.transfer:check")
 CHECKS.register("fairness", "dlrun.report.claims.fairness:check")
 

@@ -1,0 +1,240 @@
+"""Course 4's claim: model-based search beats random search at an equal budget.
+
+The report is given run folders inside tuning folders (``make course4`` gives each
+tuning's ``refit/``); each run's tuning folder is the nearest parent holding ``trials.csv``
+and ``best_config.yaml`` (dlrun.tuning_folder). From every tuning it reads the method and
+tuner seed, the best validation score after each trial, and its best trial's refit (trained
+on train + validation, scored once on test).
+
+Each model-based method (gp, forest, gbrt) is compared with ``random`` seed by seed: at one
+tuner seed both drew the same random start (dlrun.tuning), so the difference is what the
+model added. The choice is made on validation; the claim is judged on test (the refit of
+each tuning's choice), with the validation comparison shown beside it. Both use
+:data:`dlrun.report.claims.stats.RULE`, Holm-corrected over the three arms.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from dlrun.report.claims.stats import (
+    INCONCLUSIVE,
+    NOT_SUPPORTED,
+    RULE,
+    SUPPORTED,
+    mean_std,
+    paired_test,
+    verdicts,
+)
+
+log = logging.getLogger(__name__)
+
+BASELINE = "random"
+MODEL_BASED = ("gp", "forest", "gbrt")
+ORDER = (*MODEL_BASED, BASELINE, "grid")
+TARGET_TEST_ACCURACY = 0.95  # the course's target for the tuned network on mnist_5k
+DEFAULT_CLAIM = "Model-based search (GP, random forest, gradient-boosted trees) beats random search at an equal budget."
+PLOT = "tuning_convergence.png"
+
+
+@dataclass
+class Tuning:
+    """One tuning folder, as the claim reads it."""
+
+    folder: Path
+    method: str
+    seed: int
+    maximize: bool
+    metric: str
+    curve: list[float]  # best validation score so far after each trial
+    best: float  # the final best validation score
+    overrides: list[str]
+    refit_test: float  # the best trial's refit, scored on test (NaN when it did not run)
+    seconds: float  # training seconds over every trial
+
+
+def _folder_of(run_dir: Path) -> Path | None:
+    for folder in (run_dir, *run_dir.parents):
+        if (folder / "trials.csv").is_file() and (folder / "best_config.yaml").is_file():
+            return folder
+    return None
+
+
+def read_tuning(folder: Path) -> Tuning:
+    """A tuning folder's method, seed, best-so-far curve and refit."""
+    from dlrun.tuning_folder import best_so_far
+
+    trials = pd.read_csv(folder / "trials.csv").sort_values("trial")
+    with open(folder / "best_config.yaml", encoding="utf-8") as f:
+        best = yaml.safe_load(f)
+    maximize = "higher is better" in str(best.get("metric", ""))
+    scores = [s if st == "ok" else math.nan for s, st in zip(trials["score"], trials["status"], strict=True)]
+    refit = best.get("refit") or {}
+    test = next((float(v) for k, v in refit.items() if k.startswith("test_")), math.nan)
+    metric = str(best.get("metric", "score")).split(" (")[0].removeprefix("validation ")
+    curve = best_so_far(scores, maximize=maximize)
+    return Tuning(folder=folder, method=str(best["method"]), seed=int(best["tuner_seed"]), maximize=maximize,
+                  metric=metric, curve=curve, best=curve[-1] if curve else math.nan,
+                  overrides=list(best.get("overrides") or []), refit_test=test,
+                  seconds=float(pd.to_numeric(trials["seconds"], errors="coerce").sum()))
+
+
+def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: Mapping[str, Any],
+          out_dir: Path) -> list[str]:
+    """Test the claim of the module docstring; markdown lines for ``study.md``."""
+    lines = ["## Claim", "", f"> {study.get('claim') or DEFAULT_CLAIM}", ""]
+    folders = sorted({f for f in (_folder_of(Path(r)) for r in runs.get("run_dir", [])) if f is not None})
+    tunings = []
+    for folder in folders:
+        try:
+            tunings.append(read_tuning(folder))
+        except (OSError, KeyError, ValueError, yaml.YAMLError) as err:
+            log.warning("skipping tuning folder %s: %s", folder, err)
+    if not tunings:
+        return lines + ["Not checked: these runs are not in tuning folders (trials.csv and best_config.yaml)."]
+    table = pd.DataFrame([t.__dict__ for t in tunings])
+    methods = [m for m in ORDER if m in set(table["method"])] + sorted(set(table["method"]) - set(ORDER))
+    metric, maximize = tunings[0].metric, tunings[0].maximize
+    budgets = sorted({len(t.curve) for t in tunings})
+    lines += [f"{len(tunings)} tunings: {', '.join(f'{m} x {(table['method'] == m).sum()}' for m in methods)}; "
+              f"{' or '.join(map(str, budgets))} trials each, scored on validation {metric} "
+              f"({'higher' if maximize else 'lower'} is better). Each tuning's best trial was retrained on "
+              "train + validation and scored once on test (its `refit/` folder: the table at the top lists "
+              "these refits, whose validation column is measured on rows they trained on; read their test "
+              "column).", ""]
+    lines += _method_table(table, methods, metric)
+    try:
+        _plot(tunings, methods, metric, Path(out_dir) / PLOT)
+        lines += ["", f"![best validation {metric} so far against trials, mean and range over tuner seeds]({PLOT})"]
+    except Exception:  # a plot must not hide the numbers
+        log.exception("could not draw %s", PLOT)
+    lines += ["", *_verdict(table, methods, budgets, maximize=maximize, metric=metric)]
+    lines += ["", *_best_configuration(tunings, metric, maximize=maximize)]
+    return lines
+
+
+def _method_table(table: pd.DataFrame, methods: list[str], metric: str) -> list[str]:
+    rows = [f"| tuner | tunings | best validation {metric} | after half the trials | refit test {metric} "
+            "| training s per tuning |", "|---|---|---|---|---|---|"]
+    for m in methods:
+        g = table[table["method"] == m]
+        half = [c[len(c) // 2 - 1] if c else math.nan for c in g["curve"]]
+        rows.append(f"| {m} | {len(g)} | {mean_std(g['best'])} | {mean_std(half)} | {mean_std(g['refit_test'])} "
+                    f"| {g['seconds'].mean():.0f} |")
+    return ["### Each tuner's final best", "", *rows, "", "Mean ± standard deviation over tuner seeds."]
+
+
+def _differences(table: pd.DataFrame, method: str, column: str, *, sign: float) -> np.ndarray:
+    """``column`` of ``method`` minus that of random, tuner seed by tuner seed (positive: better)."""
+    a = table[table["method"] == method].groupby("seed")[column].mean()
+    b = table[table["method"] == BASELINE].groupby("seed")[column].mean()
+    common = a.index.intersection(b.index)
+    return sign * (a[common] - b[common]).to_numpy(dtype=float)
+
+
+def _overall(arms: list[str]) -> str:
+    if SUPPORTED in arms:
+        return SUPPORTED
+    if arms and all(v == NOT_SUPPORTED for v in arms):
+        return NOT_SUPPORTED
+    return INCONCLUSIVE
+
+
+def _verdict(table: pd.DataFrame, methods: list[str], budgets: list[int], *, maximize: bool,
+             metric: str) -> list[str]:
+    head = "### Model-based search against random search, paired by tuner seed"
+    arms = [m for m in MODEL_BASED if m in methods]
+    if BASELINE not in methods or not arms:
+        return [head, "", "Not checked: the report needs tuner=random and at least one of gp, forest, gbrt."]
+    if len(budgets) > 1:
+        return [head, "", f"Not checked: the tunings ran different budgets ({', '.join(map(str, budgets))} "
+                "trials); the claim compares tuners at an equal budget."]
+    sign = 1.0 if maximize else -1.0
+    test = [paired_test(_differences(table, m, "refit_test", sign=sign)) for m in arms]
+    val = [paired_test(_differences(table, m, "best", sign=sign)) for m in arms]
+    test_verdicts, val_verdicts = verdicts(test), verdicts(val)
+    rows = [f"| tuner | Δ refit test {metric} (the claim) | verdict | Δ best validation {metric} "
+            "(what it searched) | verdict |", "|---|---|---|---|---|"]
+    for m, t, tv, v, vv in zip(arms, test, test_verdicts, val, val_verdicts, strict=True):
+        rows.append(f"| {m} | {t.interval.text()} (p = {t.p:.3g}, {t.interval.n} seeds) | {tv} | "
+                    f"{v.interval.text()} (p = {v.p:.3g}) | {vv} |")
+    overall, searched = _overall(test_verdicts), _overall(val_verdicts)
+    better = [m for m, v in zip(arms, test_verdicts, strict=True) if v == SUPPORTED]
+    worse = [m for m, v in zip(arms, test_verdicts, strict=True) if v == NOT_SUPPORTED]
+    if better:
+        text = f"{', '.join(better)} beat{'s' if len(better) == 1 else ''} random search on test beyond seed noise"
+    elif worse:
+        text = f"{', '.join(worse)} did worse than random search on test beyond seed noise"
+    else:
+        text = "no model-based tuner differs from random search on test beyond seed noise"
+    return [head, "", RULE, "",
+            f"**{overall.capitalize()}** at {budgets[0]} trials: {text}; on the validation score the search "
+            f"optimised, the verdict is {searched}. Differences are tuner minus random at the same tuner "
+            "seed (positive: better), each the difference between the two tunings' chosen configurations.",
+            "", *rows]
+
+
+def _best_configuration(tunings: list[Tuning], metric: str, *, maximize: bool) -> list[str]:
+    done = [t for t in tunings if math.isfinite(t.best)]
+    if not done:
+        return ["### The best configuration", "", "No tuning finished a trial."]
+    best = (max if maximize else min)(done, key=lambda t: t.best)
+    searched = [o for o in best.overrides if o.split("=", 1)[0] in _searched_keys(best.folder)]
+    lines = ["### The best configuration", "",
+             f"Chosen on validation over all {len(tunings)} tunings: {best.method}, tuner seed {best.seed} "
+             f"(validation {metric} {best.best:.4f}): `{' '.join(searched) or ' '.join(best.overrides)}`.", ""]
+    if not math.isfinite(best.refit_test):
+        return lines + ["Its refit did not run, so it has no test score."]
+    lines.append(f"Retrained on train + validation and scored once on test: test {metric} {best.refit_test:.4f}.")
+    if metric == "accuracy" and _dataset(best) == "mnist_5k":
+        reached = best.refit_test >= TARGET_TEST_ACCURACY
+        lines.append(f"The course's target for mnist_5k, test accuracy >= {TARGET_TEST_ACCURACY}, is "
+                     f"{'reached' if reached else 'not reached'}.")
+    return lines
+
+
+def _searched_keys(folder: Path) -> set[str]:
+    columns = pd.read_csv(folder / "trials.csv", nrows=0).columns
+    return set(columns) - {"trial", "score", "status", "seconds", "told", "direction", "run_dir"}
+
+
+def _dataset(tuning: Tuning) -> str | None:
+    from dlrun.record import RecordError, read_record
+
+    try:
+        return read_record(tuning.folder / "refit").dataset
+    except (OSError, RecordError):
+        return None
+
+
+def _plot(tunings: list[Tuning], methods: list[str], metric: str, path: Path) -> Path:
+    """Best validation score so far against trials: each method's mean, with its range over seeds."""
+    from dlrun.report.files import save_figure
+    from dlrun.report.plots import plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for i, m in enumerate(methods):
+        curves = [t.curve for t in tunings if t.method == m]
+        n = min(len(c) for c in curves)
+        stack = np.array([c[:n] for c in curves], dtype=float)
+        x = np.arange(1, n + 1)
+        with np.errstate(all="ignore"):
+            mean, low, high = np.nanmean(stack, 0), np.nanmin(stack, 0), np.nanmax(stack, 0)
+        ax.plot(x, mean, color=f"C{i}", lw=2 if m != BASELINE else 1.5, ls="--" if m == BASELINE else "-",
+                label=f"{m} ({len(curves)} seeds)")
+        ax.fill_between(x, low, high, color=f"C{i}", alpha=0.12)
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"best validation {metric} so far")
+    ax.set_title("best so far: mean over tuner seeds, band from the worst to the best seed", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(path, fig)
