@@ -46,8 +46,18 @@ _REPORTED = ("train", "val", "test")
 # --- metrics ---------------------------------------------------------------------------
 
 
-def group_metrics(y: np.ndarray, labels: np.ndarray, group: np.ndarray) -> dict[str, Any]:
-    """Per-group rates and the gaps between groups for one split (fairlearn's MetricFrame)."""
+def group_metrics(y: np.ndarray, labels: np.ndarray, group: np.ndarray, *,
+                  scores: np.ndarray | None = None) -> dict[str, Any]:
+    """Per-group rates and the gaps between groups for one split (fairlearn's MetricFrame).
+
+    Args:
+        y: true class codes (1: the positive outcome).
+        labels: decided class codes.
+        group: each row's group.
+        scores: the model's positive-class scores, when known: each group's mean score and
+            the largest gap between those means are added (decisions threshold the scores,
+            so equal mean scores can still give unequal selection rates). Defaults to None.
+    """
     from fairlearn.metrics import (
         MetricFrame,
         count,
@@ -68,7 +78,13 @@ def group_metrics(y: np.ndarray, labels: np.ndarray, group: np.ndarray) -> dict[
     frame = MetricFrame(metrics=metrics, y_true=y, y_pred=labels, sensitive_features=group)
     by_group = {str(g): {k: float(v) for k, v in row.items()} for g, row in frame.by_group.iterrows()}
     dp_ratio = float(demographic_parity_ratio(y, labels, sensitive_features=group))
-    return {
+    extra: dict[str, Any] = {}
+    if scores is not None:
+        means = {str(g): float(np.mean(scores[group == g])) for g in np.unique(group)}
+        for g, mean in means.items():
+            by_group[g]["mean_score"] = mean
+        extra["mean_score_difference"] = max(means.values()) - min(means.values())
+    return {**extra,
         "by_group": by_group,
         "demographic_parity_difference": float(demographic_parity_difference(y, labels, sensitive_features=group)),
         "demographic_parity_ratio": dp_ratio,
@@ -174,7 +190,8 @@ class Fairness(Capability):
         for name in _REPORTED:
             part, labels = getattr(splits, name), outcome.labels.get(name)
             if labels is not None:
-                out[name] = group_metrics(part.y.astype(int), labels, part.group)
+                scores = np.asarray(outcome.predictions[name], dtype=float).reshape(-1)
+                out[name] = group_metrics(part.y.astype(int), labels, part.group, scores=scores)
         if self.option == "unaware":
             out["group_predictability"] = _group_predictability(splits)
         if self.option == "reweighing":  # the weights the training loss used, and what they leave

@@ -29,6 +29,10 @@ def test_group_metrics_on_a_hand_made_table():
     assert m["demographic_parity_ratio"] == pytest.approx(0.5) and m["four_fifths_rule"] is False
     assert m["equalized_odds_difference"] == pytest.approx(0.5)  # max of the TPR and FPR gaps
     assert m["equal_opportunity_difference"] == pytest.approx(0.5)
+    assert "mean_score_difference" not in m
+    scored = group_metrics(Y, PRED, GROUP, scores=np.array([0.9, 0.1, 0.6, 0.2, 0.8, 0.7, 0.6, 0.9]))
+    assert scored["by_group"]["a"]["mean_score"] == pytest.approx(0.45)
+    assert scored["mean_score_difference"] == pytest.approx(0.3)
 
 
 def test_reweighing_makes_group_and_label_independent():

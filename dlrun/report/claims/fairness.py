@@ -85,6 +85,7 @@ def _per_run(runs: pd.DataFrame) -> pd.DataFrame:
             "effect_after": (f.get("conditional_group_effect") or {}).get("after", np.nan),
             "weighted_gap": f.get("weighted_train_base_rate_difference", np.nan),
             "test_dp_se": _selection_gap_se(f["test"].get("by_group") or {}),
+            "test_score_gap": f["test"].get("mean_score_difference", np.nan),
         })
     return pd.DataFrame(rows)
 
@@ -218,20 +219,34 @@ def _shrinks(data: pd.DataFrame, mitigations: list[str]) -> list[str]:
 
 
 def _why_reweighing_falls_short(data: pd.DataFrame) -> list[str]:
-    """Reweighing's remainder, from the runs' own numbers (see ``dlrun.fairness``)."""
+    """What reweighing leaves, from the runs' own numbers (see ``dlrun.fairness``)."""
     runs = data[data["method"] == REWEIGHING]
     if runs["effect_after"].isna().all():
         return []
+    before, after = runs["effect_before"].mean(), runs["effect_after"].mean()
+    group = runs["effect_group"].iloc[0]
     auc = data.loc[data["method"] == UNAWARE, "proxy_auc"].mean()
-    proxy = f" and the inputs predict the group with validation ROC-AUC {auc:.3f} (fairness=unaware's runs)" \
+    carried = f"; the inputs predict the group with validation ROC-AUC {auc:.3f} (fairness=unaware's runs)" \
         if np.isfinite(auc) else ""
-    return [f"Why reweighing does not clearly halve it: its weights make group and label independent in the training "
-            f"data, but only marginally. Given the other inputs, being in group {runs['effect_group'].iloc[0]} "
-            f"moves the training label's logit by {runs['effect_before'].mean():+.3f}, and still by "
-            f"{runs['effect_after'].mean():+.3f} once reweighed (logistic regression, mean over seeds){proxy}: "
-            "the network learns that remainder through the inputs that carry the group. The weights themselves do "
-            f"their part: the training rows as the loss weighed them differ by {runs['weighted_gap'].max():.4f} "
-            "in base rate between groups (the largest over seeds)."]
+    if np.sign(after) == np.sign(before) and abs(after) < abs(before):
+        left = (f"part of it is left given the other inputs: being in group {group} moves the training label's "
+                f"logit by {before:+.3f}, and still by {after:+.3f} once reweighed (logistic regression, mean over "
+                f"seeds){carried}, so the network can learn that remainder through them")
+    else:
+        left = (f"given the other inputs, being in group {group} moves the training label's logit by {before:+.3f}, "
+                f"and by {after:+.3f} once reweighed (logistic regression, mean over seeds): the gap lies mostly in "
+                "inputs whose distribution differs between the groups, which weights on (group, label) cells do not "
+                f"change{carried}")
+    lines = [f"Why reweighing does not clearly halve it: its weights make the groups' base rates equal in the "
+             f"training labels (the rows as the loss weighed them differ by {runs['weighted_gap'].max():.4f}, the "
+             f"largest over seeds), which is not the same as equal decisions. First, {left}."]
+    if runs["test_score_gap"].notna().any():
+        scores, decisions = runs["test_score_gap"].mean(), runs["test_dp"].mean()
+        how = "thresholding the scores widens the gap" if decisions > scores else \
+            "the gap is in the scores themselves, not made by the threshold"
+        lines[0] += (f" Second, the reweighed network's mean test score differs by {scores:.3f} between groups and "
+                     f"its selection rate by {decisions:.3f}: {how}.")
+    return lines
 
 
 def _cost(data: pd.DataFrame, mitigations: list[str]) -> list[str]:
