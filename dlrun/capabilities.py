@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dlrun.config import Config
-from dlrun.record import Section
+from dlrun.record import RunRecord, Section
 
 if TYPE_CHECKING:
     import numpy as np
@@ -110,11 +110,15 @@ class Capability:
         """Report stage: files written into the run folder, metrics, summary lines."""
         return None
 
+    def track(self, record: RunRecord, ctx: RunContext) -> None:
+        """After the report: the run folder is complete; copy it to a tracker. An exception
+        here is a warning, never a failed run."""
+
 
 Factory = Callable[[Config], "Capability | None"]
 _REGISTRY: dict[str, Factory] = {}
 # Modules that register capabilities of their own, imported when a job first asks.
-PLUGIN_MODULES = ["dlrun.sampling", "dlrun.augment", "dlrun.fairness", "dlrun.transfer"]
+PLUGIN_MODULES = ["dlrun.sampling", "dlrun.augment", "dlrun.fairness", "dlrun.logger", "dlrun.transfer"]
 
 
 def register_capability(name: str, factory: Factory) -> None:
@@ -162,7 +166,7 @@ class ReduceLROnPlateau(Capability):
 
 
 class TensorBoard(Capability):
-    """``trainer.tensorboard=true``: TensorBoard logs in ``<run>/tensorboard``."""
+    """``logger=tensorboard`` (or ``trainer.tensorboard=true``): TensorBoard logs in ``<run>/tensorboard``."""
 
     def callbacks(self, ctx: FoldContext) -> list[Any]:
         import keras
@@ -273,6 +277,7 @@ register_capability("weights", lambda cfg: InitialWeights(str(cfg.model.weights)
                     if cfg.model.weights and cfg.model.name != "transfer" else None)
 register_capability("early_stopping", lambda cfg: EarlyStopping(cfg) if cfg.reg.early_stopping else None)
 register_capability("reduce_lr", lambda cfg: ReduceLROnPlateau() if cfg.trainer.reduce_lr_on_plateau else None)
-register_capability("tensorboard", lambda cfg: TensorBoard() if cfg.trainer.tensorboard else None)
+register_capability("tensorboard", lambda cfg: TensorBoard()
+                    if cfg.trainer.tensorboard or cfg.logger.name == "tensorboard" else None)
 register_capability("classification", lambda cfg: ClassificationReport())
 register_capability("save_model", lambda cfg: SaveModel() if cfg.trainer.save_model else None)

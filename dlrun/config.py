@@ -260,6 +260,19 @@ class StudyConfig:
     lr_scales: list[float] | None = None
 
 
+LOGGERS = ("none", "csv", "tensorboard", "mlflow")
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment tracking beside the run folder (dlrun.logger)."""
+
+    name: str = "none"  # none | csv | tensorboard | mlflow
+    tracking_uri: str | None = None  # mlflow: null is sqlite:///outputs/mlflow.db; or a server's URL
+    experiment: str = "dlrun"  # mlflow: the experiment the runs go to
+    path: str = "outputs/runs.csv"  # csv: the file one row per run is appended to
+
+
 @dataclass
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -274,6 +287,7 @@ class Config:
     fairness: FairnessConfig = field(default_factory=FairnessConfig)
     diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     tuner: TunerConfig = field(default_factory=TunerConfig)
     seed: int = 0
     experiment: Any | None = None
@@ -450,6 +464,12 @@ def validate(cfg: Any) -> None:
         _choice("task.headline", cfg.task.headline, tuple(dict.fromkeys(sum(HEADLINES.values(), ()))))
     _check(0 < cfg.task.threshold < 1, f"task.threshold must be in (0, 1), got {cfg.task.threshold}")
 
+    _choice("logger", cfg.logger.name, LOGGERS)
+    if cfg.logger.name == "mlflow":
+        import importlib.util
+
+        _check(importlib.util.find_spec("mlflow") is not None,
+               'logger=mlflow needs MLflow: pip install "dlrun[mlflow]" (or mlflow)')
     CHECKS.check(cfg.study.kind)
     validate_tuner(cfg.tuner)
     _check(0 < cfg.study.target_fraction <= 1,

@@ -181,6 +181,14 @@ def write_run_folder(
     write_record(run_dir, record)
     write_summary(run_dir, cfg=cfg, spec=spec, record=record, diagnosis=diagnosis,
                   config_line=describe_config(cfg), sections=sections)
+    for capability in capabilities:
+        try:
+            capability.track(record, ctx)
+        except Exception as err:  # the run folder is the record; a tracker holds a copy
+            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            text = text if len(text) <= 160 else text[:160] + "..."
+            log.warning("%s could not record this run (%s: %s); the run folder is complete",
+                        getattr(capability, "describe", capability.name), type(err).__name__, text)
     return record
 
 
