@@ -73,6 +73,10 @@ def test_adult_reads_openmls_copy_when_no_path_is_given(cfg_factory, monkeypatch
 def test_adult_without_its_files_says_what_to_download_and_where(cfg_factory, tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"no adult.data or adult.test there; download .* into that folder"):
         load_table(cfg_factory(["dataset=adult", f"dataset.path={tmp_path}"]).dataset)
+    for name in ("adult.data", "adult.test"):
+        (tmp_path / name).write_text("a,b\n1,2\n")  # some other table under the right names
+    with pytest.raises(DataError, match=r"adult.data is not a UCI Adult file \(15 comma-separated columns"):
+        load_table(cfg_factory(["dataset=adult", f"dataset.path={tmp_path}"]).dataset)
 
     def offline(**kwargs):
         raise urllib.error.URLError("Name or service not known")

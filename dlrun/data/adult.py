@@ -75,8 +75,9 @@ def read_uci(path: Path) -> pd.DataFrame:
     frame[TARGET] = frame[TARGET].astype(str).str.strip().str.rstrip(".")
     labels = set(frame[TARGET])
     if not labels <= {POSITIVE, "<=50K"} or frame.empty:
-        raise DataError(f"{path} is not a UCI Adult file: its last column holds {sorted(labels)[:4]}, "
-                        "not <=50K / >50K")
+        held = f"holds {', '.join(sorted(labels)[:4])}" if labels else "is empty"
+        raise DataError(f"{path} is not a UCI Adult file ({len(COLUMNS)} comma-separated columns, the last "
+                        f"<=50K or >50K): its {len(COLUMNS)}th column {held}")
     return frame
 
 

@@ -79,7 +79,7 @@ def load(cfg: DatasetConfig) -> Table:
         raise ConfigError(f"dataset.sensitive={cfg.sensitive!r}: compas's attributes are race and sex")
     path = _path(cfg)
     frame = pd.read_csv(path, low_memory=False)
-    absent = [c for c in (*INPUTS, *ATTRIBUTES, TARGET, *_FILTER_COLUMNS) if c not in frame.columns]
+    absent = [c for c in dict.fromkeys((*INPUTS, *ATTRIBUTES, TARGET, *_FILTER_COLUMNS)) if c not in frame.columns]
     if absent:
         raise DataError(f"{path} is not ProPublica's {FILE}: no column {', '.join(absent)}")
     loaded = len(frame)
