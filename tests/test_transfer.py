@@ -4,7 +4,6 @@ the middle of fine-tuning, the user's own image folder, and course 5 end to end 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -167,7 +166,7 @@ def _fine_tune_run(tmp_path, monkeypatch, source, name: str, *, stop_after=None,
     monkeypatch.setitem(capabilities._REGISTRY, "stop_after", _StopAfter(stop_after))
     cfg = compose_config(["dataset=mnist_digits", "dataset.classes=[5,6,7,8,9]", "dataset.per_class=10",
                           "model=transfer", f"model.backbone={source}", "model.mode=fine_tune",
-                          "trainer.epochs=6", "model.fine_tune_epochs=3", "trainer.checkpoint_every=1",
+                          "trainer.epochs=4", "model.fine_tune_epochs=2", "trainer.checkpoint_every=1",
                           "trainer.progress=none", "diagnosis.reference=none", "optimizer.lr=0.01",
                           f"trainer.resume={str(resume).lower()}"])
     OmegaConf.set_struct(cfg, False)
@@ -179,12 +178,12 @@ def _fine_tune_run(tmp_path, monkeypatch, source, name: str, *, stop_after=None,
 def test_a_fine_tune_resumed_in_phase_two_equals_an_uninterrupted_one(tmp_path, monkeypatch, source):
     full = _fine_tune_run(tmp_path, monkeypatch, source, "full")
     history = pd.read_csv(tmp_path / "full" / "history.csv")
-    assert list(history["phase"]) == ["head"] * 3 + ["fine_tune"] * 3
-    assert history["lr"].iloc[3] == pytest.approx(history["lr"].iloc[0] / 10)
+    assert list(history["phase"]) == ["head"] * 2 + ["fine_tune"] * 2
+    assert history["lr"].iloc[2] == pytest.approx(history["lr"].iloc[0] / 10)
     assert full["transfer"]["trainable_params"] == {"head": HEAD, "fine_tune": HEAD + CONV_1 + CONV_0}
 
     with pytest.raises(KeyboardInterrupt):
-        _fine_tune_run(tmp_path, monkeypatch, source, "cut", stop_after=5)  # in phase two
+        _fine_tune_run(tmp_path, monkeypatch, source, "cut", stop_after=3)  # in phase two
     resumed = _fine_tune_run(tmp_path, monkeypatch, source, "cut", resume=True)
     assert resumed["phases"] == full["phases"]
     for split in ("train", "val", "test"):
@@ -219,12 +218,13 @@ def test_a_users_image_folder_learns_on_a_saved_runs_backbone(tmp_path, source):
 
 @pytest.mark.slow
 def test_course5_end_to_end_on_a_tiny_target(tmp_path, dlrun_cli):
-    """The preset, shrunk: the source trained once (cached), two sizes, every mode, two seeds."""
+    """The preset, shrunk: the source trained once (cached), two sizes, scratch and fine-tuning, two seeds."""
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    source = ["dataset=mnist_digits", "dataset.classes=[0,1,2,3,4]", "dataset.per_class=40", "model=cnn",
-              "model.filters=4", "trainer.epochs=2", "seed=0"]
+    source = ["dataset=mnist_digits", "dataset.classes=[0,1,2,3,4]", "dataset.per_class=10", "model=cnn",
+              "model.filters=4", "trainer.epochs=1", "diagnosis.reference=none", "seed=0"]
     args = ["experiment=transfer", "model.source=[" + ",".join(f"'{o}'" for o in source) + "]",
-            "trainer.epochs=4", "model.fine_tune_epochs=2", "dataset.per_class=5,10", "seed=0,1",
+            "trainer.epochs=2", "model.fine_tune_epochs=1", "dataset.per_class=5,10", "seed=0,1",
+            "model.mode=scratch,fine_tune",
             "hydra/launcher=basic", "hydra.sweep.dir=sweep"]
     done = dlrun_cli(args, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -237,4 +237,4 @@ def test_course5_end_to_end_on_a_tiny_target(tmp_path, dlrun_cli):
     (cached,) = (tmp_path / "cache" / "dlrun" / "sources").glob("source-*/model.keras")
     assert f"its run folder `{cached.parent}`" in text
     runs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
-    assert len(runs) == 12 and all(json.loads(r.read_text())["status"] == "ok" for r in runs)
+    assert len(runs) == 8 and all(json.loads(r.read_text())["status"] == "ok" for r in runs)

