@@ -17,7 +17,7 @@ from hydra.core.config_store import ConfigStore
 class SkoptSweeperConf:
     _target_: str = "hydra_plugins.dlrun_skopt_sweeper.skopt_sweeper.SkoptSweeper"
     # key -> spec in Hydra's override grammar, e.g. optimizer.lr: tag(log, interval(1e-4, 1e-1))
-    params: Optional[Dict[str, Any]] = field(default_factory=dict)  # noqa: UP006, UP007
+    params: Optional[Dict[str, Any]] = field(default_factory=dict)  # noqa: UP006, UP045
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="skopt", node=SkoptSweeperConf,

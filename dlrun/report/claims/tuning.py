@@ -105,7 +105,8 @@ def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: M
     methods = [m for m in ORDER if m in set(table["method"])] + sorted(set(table["method"]) - set(ORDER))
     metric, maximize = tunings[0].metric, tunings[0].maximize
     budgets = sorted({len(t.curve) for t in tunings})
-    lines += [f"{len(tunings)} tunings: {', '.join(f'{m} x {(table['method'] == m).sum()}' for m in methods)}; "
+    counts = ", ".join(f"{m} x {(table['method'] == m).sum()}" for m in methods)
+    lines += [f"{len(tunings)} tunings: {counts}; "
               f"{' or '.join(map(str, budgets))} trials each, scored on validation {metric} "
               f"({'higher' if maximize else 'lower'} is better). Each tuning's best trial was retrained on "
               "train + validation and scored once on test (its `refit/` folder: the table at the top lists "
