@@ -63,12 +63,29 @@ def trainable_weights(model: Any) -> int:
     return int(sum(np.prod(v.shape) for v in model.trainable_weights))
 
 
-def freeze_backbone(model: Any) -> None:
-    """Only the head trains."""
+def backbone(model: Any) -> Any:
+    """The pretrained part of a transfer model, also when a wrapper (augmentation) holds it.
+
+    Raises:
+        ValueError: ``model`` holds no layer named :data:`dlrun.models.transfer.BACKBONE`.
+    """
+    import keras
+
     from dlrun.models.transfer import BACKBONE
 
+    for layer in model.layers:
+        if layer.name == BACKBONE:
+            return layer
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and any(inner.name == BACKBONE for inner in layer.layers):
+            return layer.get_layer(BACKBONE)
+    raise ValueError(f"model {model.name} has no layer named {BACKBONE!r}: it is not a model=transfer network")
+
+
+def freeze_backbone(model: Any) -> None:
+    """Only the head trains."""
     model.trainable = True
-    model.get_layer(BACKBONE).trainable = False
+    backbone(model).trainable = False
 
 
 def unfreeze_top(model: Any, count: int) -> None:
@@ -76,10 +93,8 @@ def unfreeze_top(model: Any, count: int) -> None:
     counted) train; batch norm stays frozen."""
     import keras
 
-    from dlrun.models.transfer import BACKBONE
-
     freeze_backbone(model)
-    base = model.get_layer(BACKBONE)
+    base = backbone(model)
     base.trainable = True
     norm = keras.layers.BatchNormalization
     weighted = [layer for layer in base.layers if layer.weights and not isinstance(layer, norm)]

@@ -194,7 +194,8 @@ def test_a_fine_tune_resumed_in_phase_two_equals_an_uninterrupted_one(tmp_path, 
 
 @pytest.mark.slow
 def test_a_users_image_folder_learns_on_a_saved_runs_backbone(tmp_path, source):
-    """The user's own case: target images in class folders (other digits, 32x32 grey PNGs)."""
+    """The user's own case: target images in class folders (other digits, 32x32 grey PNGs),
+    augmented (the augmentation wraps the transfer model; the backbone stays frozen)."""
     from PIL import Image
 
     from dlrun.data.mnist import load_mnist_5k
@@ -208,6 +209,7 @@ def test_a_users_image_folder_learns_on_a_saved_runs_backbone(tmp_path, source):
             Image.fromarray(pixels).resize((32, 32)).save(tmp_path / "target" / f"d{d}" / f"{i}.png")
     cfg = compose_config(["dataset=image_folder", f"dataset.path={tmp_path / 'target'}", "model=transfer",
                           f"model.backbone={source}", "model.mode=feature_extraction", "trainer.epochs=3",
+                          "augment=basic",
                           "trainer.progress=none", "diagnosis.reference=none"])
     run_job(cfg, tmp_path / "run")
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
