@@ -1,11 +1,12 @@
-"""Resumable epoch checkpoints: model and optimizer state, history and epoch in one file.
+"""Resumable epoch checkpoints: model and optimizer state, history and epoch.
 
 :class:`EpochCheckpoint` is a Keras callback that, every ``every`` epochs, writes
 ``<run>/checkpoint/state.npz`` atomically (temporary file, then rename): a kill in the
 middle of a save leaves the previous checkpoint intact. The file holds every model
 variable (weights, batch-norm statistics and the dropout layers' seed-generator state),
-every optimizer variable (iteration count, moments), the history rows and the epoch,
-so :func:`restore` puts a freshly built model back exactly where training stopped. It also
+every optimizer variable (iteration count, moments), the epoch and how many history rows
+it covers; the rows themselves are appended to ``<run>/checkpoint/history.jsonl`` before
+each save, so a save costs the same at epoch 10 and at epoch 10,000, and :func:`restore` puts a freshly built model back exactly where training stopped. It also
 holds what EarlyStopping and ReduceLROnPlateau keep in memory (patience counters, best
 value, EarlyStopping's best weights), which Keras resets when training starts: a resumed
 run stops, and lowers its learning rate, at the same epochs as an uninterrupted one.
@@ -19,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.npz"
+# The fold's history rows, one JSON object per line, appended at each save; the state file
+# names how many of them it covers, so a save costs the same at epoch 10 and at 10,000.
+HISTORY_FILE = "history.jsonl"
 
 
 # The in-memory state of the callbacks a resume must carry over, by attribute.
@@ -87,12 +92,38 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
         raise
 
 
+def _history_path(path: Path) -> Path:
+    return Path(path).with_name(HISTORY_FILE)
+
+
+def write_history(path: Path, rows: list[dict[str, float]], *, append: bool) -> None:
+    """Write (or append) history rows to the checkpoint's ``history.jsonl``, flushed."""
+    target = _history_path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "a" if append else "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
+        f.flush()
+
+
+def _read_history(path: Path, rows: int) -> list[dict[str, float]]:
+    with open(_history_path(path), encoding="utf-8") as f:
+        history = [json.loads(line) for _, line in zip(range(rows), f, strict=False)]
+    if len(history) != rows:
+        raise ValueError(f"{HISTORY_FILE} holds {len(history)} rows, the state names {rows}")
+    return history
+
+
 def save(
     path: Path, model: keras.Model, *, epoch: int, fold: int, history: list[dict[str, float]],
     fingerprint: str, callbacks: list[keras.callbacks.Callback] = (), phase: int = 0,
-    phase_start: int = 0,
+    phase_start: int = 0, rows_written: int | None = None,
 ) -> None:
-    """Write one checkpoint atomically; see the module docstring for what it holds."""
+    """Write one checkpoint atomically; see the module docstring for what it holds.
+
+    ``rows_written``: how many of ``history``'s rows ``history.jsonl`` already holds from
+    this training (only the rest are appended); None writes them all.
+    """
+    write_history(path, history[rows_written or 0 :], append=rows_written is not None)
     arrays: dict[str, Any] = {f"model_{i}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
     opt = model.optimizer
     if opt is not None and opt.built:
@@ -105,7 +136,7 @@ def save(
         arrays.update({f"cb{j}_best_{i}": np.asarray(w) for i, w in enumerate(best or [])})
         states.append(state)
     meta = {"epoch": epoch, "fold": fold, "phase": phase, "phase_start": phase_start,
-            "history": history, "fingerprint": fingerprint,
+            "history_rows": len(history), "fingerprint": fingerprint,
             "n_model": len(model.variables), "n_opt": len(opt.variables) if opt is not None and opt.built else 0,
             "callbacks": states}
     arrays["meta"] = np.array(json.dumps(meta))
@@ -113,9 +144,23 @@ def save(
 
 
 def read(path: Path) -> Checkpoint:
-    """The epoch, fold, history and fingerprint of a checkpoint, without its variables."""
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"]))
+    """The epoch, fold, history and fingerprint of a checkpoint, without its variables.
+
+    Raises:
+        ConfigError: a checkpoint that cannot be read (empty, truncated, not dlrun's).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+        for key in ("epoch", "fold", "fingerprint", "n_model", "n_opt"):
+            meta[key]  # noqa: B018  (a KeyError names what is missing)
+        if "history" not in meta:  # older checkpoints held the rows themselves
+            meta["history"] = _read_history(path, meta["history_rows"])
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as err:
+        raise ConfigError(
+            f"the checkpoint {path} cannot be read ({type(err).__name__}: it is empty, truncated or not "
+            "dlrun's); delete the checkpoint folder and run again without trainer.resume"
+        ) from None
     return Checkpoint(meta["epoch"], meta["fold"], meta["history"], meta["fingerprint"],
                       phase=meta.get("phase", 0), phase_start=meta.get("phase_start", 0))
 
@@ -155,7 +200,8 @@ def restore(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimize
                 "that wrote it"
             ) from None
     log.info("resumed from %s at epoch %d", path, meta["epoch"])
-    return Checkpoint(meta["epoch"], meta["fold"], meta["history"], meta["fingerprint"], states,
+    history = meta["history"] if "history" in meta else _read_history(path, meta["history_rows"])
+    return Checkpoint(meta["epoch"], meta["fold"], history, meta["fingerprint"], states,
                       phase=meta.get("phase", 0), phase_start=meta.get("phase_start", 0))
 
 
@@ -191,6 +237,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.fingerprint = fingerprint
         self.peers = _stateful(list(peers))
         self.resumed = resumed
+        self._saved_rows: int | None = None  # rows this callback has put in history.jsonl
 
     def on_train_begin(self, logs=None):
         if self.resumed is None or not self.peers:
@@ -212,6 +259,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
         if self.every and done % self.every == 0:
-            save(self.path, self.model, epoch=done, fold=self.fold, history=list(self.history),
+            # The first save of this training writes the fold's rows so far (a resume, a new
+            # phase, a new fold); later ones append only what is new.
+            save(self.path, self.model, epoch=done, fold=self.fold, history=self.history,
+                 rows_written=self._saved_rows,
                  fingerprint=self.fingerprint, callbacks=self.peers, phase=self.phase,
                  phase_start=self.phase_start)
+            self._saved_rows = len(self.history)

@@ -65,12 +65,17 @@ def _job(cfg: DictConfig) -> float:
         objective = run_job(cfg, run_dir, overrides=overrides)
     except KeyboardInterrupt:
         raise
-    except Exception as err:  # one failing job must not end a sweep
+    except Exception as caught:  # one failing job must not end a sweep
+        err = _out_of_memory(caught) or caught
         if not _is_multirun():
             if isinstance(err, UserError) and not _debug():
                 # Raised here, Hydra would print its own banner before ours.
                 print(f"dlrun: error: {one_line(err)}", file=sys.stderr)
                 raise SystemExit(EXIT_USER_ERROR) from None
+            if not isinstance(err, UserError):  # a fault, not bad input: the folder says so too
+                from dlrun.report.run_folder import write_failure
+
+                write_failure(run_dir, err, overrides=overrides, seed=cfg.get("seed"))
             raise
         from dlrun.report.run_folder import write_failure
 
@@ -82,6 +87,18 @@ def _job(cfg: DictConfig) -> float:
 
         print_run(run_dir)
     return objective
+
+
+def _out_of_memory(err: BaseException) -> UserError | None:
+    """Running out of memory, as the user's problem to fix in one line (None otherwise)."""
+    if type(err).__name__ != "ResourceExhaustedError" and not isinstance(err, MemoryError):
+        return None
+    import re
+
+    found = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", str(err))
+    what = found.group(0) if found else type(err).__name__
+    return UserError(f"out of memory ({what}): the model or a batch is too large for this machine; lower "
+                     "model.width, model.depth or optimizer.batch_size")
 
 
 def one_line(err: BaseException) -> str:

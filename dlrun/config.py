@@ -451,7 +451,7 @@ def validate(cfg: Any) -> None:
     _check(t.checkpoint_every >= 0,
            f"trainer.checkpoint_every must be 0 (off) or more, got {t.checkpoint_every}")
     _check(t.threads >= 0, f"trainer.threads must be 0 (auto) or more, got {t.threads}")
-    _check(cfg.seed >= 0, f"seed must be 0 or more, got {cfg.seed}")
+    _check(0 <= cfg.seed < 2**32, f"seed must be in [0, 2**32 - 1] (numpy's seed range), got {cfg.seed}")
 
     f = cfg.fairness
     _choice("fairness", f.name, ("none", "audit", "reweighing", "threshold", "unaware"))

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 
 from dlrun.task import TaskSpec
@@ -15,8 +16,10 @@ log = logging.getLogger("dlrun.progress")
 
 EpochHook = Callable[[int, dict[str, float]], None]
 
-# Plain mode logs about this many lines per run, plus the last epoch.
+# Plain mode logs about this many lines per run, plus the last epoch, and a line at least
+# this often on a long run whatever its epoch count.
 _PLAIN_LINES = 10
+_PLAIN_SECONDS = 10.0
 
 
 def resolve_mode(mode: str) -> str:
@@ -46,9 +49,12 @@ def epoch_progress(mode: str, epochs: int, spec: TaskSpec, *, label: str) -> Ite
         return
     if mode == "plain":
         every = max(1, epochs // _PLAIN_LINES)
+        last = [time.monotonic()]
 
         def plain(epoch: int, row: dict[str, float]) -> None:
-            if epoch == 1 or epoch % every == 0 or epoch == epochs:
+            now = time.monotonic()
+            if epoch == 1 or epoch % every == 0 or epoch == epochs or now - last[0] >= _PLAIN_SECONDS:
+                last[0] = now
                 log.info("%s epoch %d/%d  %s", label, epoch, epochs, _fmt(row, keys))
 
         yield plain

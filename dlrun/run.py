@@ -19,6 +19,7 @@ from dlrun.config import Config
 from dlrun.data import load_table
 from dlrun.data.split import (
     check_class_counts,
+    check_task,
     fold_indices,
     holdout_indices,
     make_splits,
@@ -87,6 +88,7 @@ def _sweep_job_tag() -> str:
 def _load(cfg: Config) -> Table:
     table = subsample(load_table(cfg.dataset), cfg.dataset.max_rows, seed=cfg.seed)
     if cfg.dataset.task is not None and cfg.dataset.task != table.task:
+        check_task(table, cfg.dataset.task)
         table.task = cfg.dataset.task
     check_class_counts(table)
     return table
@@ -128,7 +130,7 @@ def run_job(cfg_node: DictConfig, run_dir: Path, *, overrides: list[str] | None 
 
 def _run(cfg: Config, run_dir: Path, *, overrides: list[str]) -> float:
     from dlrun import runtime
-    from dlrun.report.run_folder import write_run_folder
+    from dlrun.report.run_folder import write_interrupted, write_run_folder
 
     table = _load(cfg)  # before TensorFlow starts: bad data answers fast
     runtime.import_tensorflow()  # its start-up lines go to run.log, whichever module needs it first
@@ -137,32 +139,46 @@ def _run(cfg: Config, run_dir: Path, *, overrides: list[str]) -> float:
     capabilities = capabilities_for(cfg)
     plan = _split_plan(cfg, table)
     live = LiveHistory(run_dir / "history.csv", folds=len(plan))
+    interrupts = runtime.Interrupts()
     outcomes: list[FoldOutcome] = []
     spec: TaskSpec | None = None
-    for i, (train, val, test) in enumerate(plan):
-        ctx = FoldContext(cfg=cfg, run_dir=run_dir, fold=i, folds=len(plan), spec=spec)
-        splits = make_splits(table, train, val, test, scaling=cfg.dataset.scaling)
-        # The headline follows the data as it comes, not as resampling leaves the training
-        # split: one sweep over sampling methods ranks every job by the same metric.
-        spec = ctx.spec = spec or task_spec(table.task, splits.n_classes, splits.train.y,
-                                            headline=cfg.task.headline, threshold=cfg.task.threshold)
-        splits = stages.prepare(splits, capabilities, ctx)
-        outcome = _run_fold(splits, spec, capabilities, ctx, table_name=table.name, live=live,
-                            resume=resume_fold == i, redo=resume_fold is not None and i < resume_fold)
-        outcomes.append(outcome)
-        if outcome.fit.status != "ok":
-            break
-    record = write_run_folder(
-        run_dir, cfg=cfg, spec=spec, outcomes=outcomes, capabilities=capabilities, device=device,
-        versions=runtime.versions(), overrides=overrides, dataset_name=table.name,
-    )
-    if record.status == "interrupted":
+    stopped = False
+    try:
+        for i, (train, val, test) in enumerate(plan):
+            if interrupts.requested:
+                break
+            ctx = FoldContext(cfg=cfg, run_dir=run_dir, fold=i, folds=len(plan), spec=spec)
+            splits = make_splits(table, train, val, test, scaling=cfg.dataset.scaling)
+            # The headline follows the data as it comes, not as resampling leaves the training
+            # split: one sweep over sampling methods ranks every job by the same metric.
+            spec = ctx.spec = spec or task_spec(table.task, splits.n_classes, splits.train.y,
+                                                headline=cfg.task.headline, threshold=cfg.task.threshold)
+            splits = stages.prepare(splits, capabilities, ctx)
+            outcome = _run_fold(splits, spec, capabilities, ctx, table_name=table.name, live=live,
+                                interrupts=interrupts, resume=resume_fold == i,
+                                redo=resume_fold is not None and i < resume_fold)
+            outcomes.append(outcome)
+            if outcome.fit.status != "ok":
+                break
+    except KeyboardInterrupt:  # outside an epoch (between folds, building): the folds done are kept
+        stopped = True
+    stopped = stopped or interrupts.requested
+    with interrupts.held():  # a second signal must not cut the report short
+        if not outcomes:
+            write_interrupted(run_dir, overrides=overrides, seed=cfg.seed, folds=len(plan))
+            raise KeyboardInterrupt
+        record = write_run_folder(
+            run_dir, cfg=cfg, spec=spec, outcomes=outcomes, capabilities=capabilities, device=device,
+            versions=runtime.versions(), overrides=overrides, dataset_name=table.name,
+            stopped=f"stopped by the user after {len(outcomes)} of {len(plan)} folds" if stopped else None,
+        )
+    if record.status == "interrupted" or interrupts.requested:
         raise KeyboardInterrupt  # the results so far are written; the CLI exits with 130
     return math.nan if record.objective is None else record.objective
 
 
 def _run_fold(splits: Splits, spec: TaskSpec, capabilities: list, ctx: FoldContext, *, table_name: str,
-              live: LiveHistory, resume: bool, redo: bool) -> FoldOutcome:
+              live: LiveHistory, interrupts, resume: bool, redo: bool) -> FoldOutcome:
     """build → train → predict → post-process → evaluate, for one fold.
 
     Folds before a checkpointed one are re-trained (deterministically) without overwriting
@@ -181,11 +197,12 @@ def _run_fold(splits: Splits, spec: TaskSpec, capabilities: list, ctx: FoldConte
             fingerprint=config_fingerprint(cfg), resume=resume, checkpoint=not redo,
             live=lambda history: live.update(ctx.fold, history),
         )
-    predictions = stages.predict_parts(model, splits)
-    labels = stages.post_process(predictions, splits, spec, capabilities, ctx)
-    outcome = FoldOutcome(
-        fold=ctx.fold, splits=splits, model=model, fit=fit, predictions=predictions, labels=labels,
-        metrics={}, baseline={}, params=model.count_params(),
-        phases=phase_record,
-    )
-    return stages.evaluate(outcome, spec, capabilities, ctx)
+    with interrupts.held():  # the fold trained: finish scoring it before stopping
+        predictions = stages.predict_parts(model, splits)
+        labels = stages.post_process(predictions, splits, spec, capabilities, ctx)
+        outcome = FoldOutcome(
+            fold=ctx.fold, splits=splits, model=model, fit=fit, predictions=predictions, labels=labels,
+            metrics={}, baseline={}, params=model.count_params(),
+            phases=phase_record,
+        )
+        return stages.evaluate(outcome, spec, capabilities, ctx)

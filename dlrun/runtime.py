@@ -8,8 +8,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -145,3 +147,37 @@ def versions() -> dict[str, str]:
         "dlrun": dlrun.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
         "numpy": numpy.__version__, "sklearn": sklearn.__version__, "python": platform.python_version(),
     }
+
+
+class Interrupts:
+    """Ctrl-C and SIGTERM held off while a block that must finish runs, then honoured.
+
+    Inside :meth:`held` a signal only sets :attr:`requested`; the caller finishes what it
+    was writing (a fold's predictions and metrics, the run folder) and stops afterwards, so
+    a signal at any moment, or two in quick succession, never leaves finished work unwritten.
+    Outside the block signals act as usual. Only the main thread can install handlers;
+    elsewhere the block runs unprotected.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def note(signum, frame):  # noqa: ARG001
+            self.requested = True
+
+        old = {s: signal.getsignal(s) for s in self.SIGNALS}
+        for s in self.SIGNALS:
+            signal.signal(s, note)
+        try:
+            yield
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler if handler is not None else signal.SIG_DFL)

@@ -44,6 +44,27 @@ def _stratify(y: np.ndarray, task: str) -> np.ndarray | None:
     return y if task != "regression" else None
 
 
+def check_task(table: Table, task: str) -> None:
+    """Refuse ``dataset.task`` that the target cannot serve, before any training.
+
+    Raises:
+        DataError: binary with other than two classes; classification of a continuous
+            target.
+    """
+    if task == table.task or task == "regression":
+        return
+    if table.task == "regression":
+        values = np.unique(table.y)
+        whole = np.all(np.equal(np.mod(values, 1), 0))
+        raise DataError(
+            f"dataset.task={task} but the target of {table.name} is continuous ({len(values)} distinct values"
+            f"{'' if whole else ', not whole numbers'}); classification needs class labels: use dataset.task=regression"
+        )
+    k = len(table.class_names)
+    if task == "binary" and k != 2:
+        raise DataError(f"dataset.task=binary but the target of {table.name} has {k} classes; use dataset.task=multiclass")
+
+
 def check_class_counts(table: Table) -> None:
     """Refuse classification data that a stratified split cannot serve."""
     if table.task == "regression":

@@ -146,18 +146,22 @@ def _data_section(outcomes) -> Section | None:
 def write_run_folder(
     run_dir: Path, *, cfg: Config, spec: TaskSpec, outcomes, capabilities: list[Capability],
     device: str, versions: dict[str, str], overrides: list[str], dataset_name: str,
+    stopped: str | None = None,
 ) -> RunRecord:
     """The report stage: every file of the run-folder contract; returns the run's record.
 
     The core writes ``history.csv``, ``curves.png``, ``metrics.json`` and ``summary.md``;
     each capability's :meth:`~dlrun.capabilities.Capability.report` adds its own files,
-    metrics (under its name in ``metrics.json``) and summary section.
+    metrics (under its name in ``metrics.json``) and summary section. ``stopped`` says why a
+    run whose folds all finished was cut short (status ``interrupted``).
     """
     from dlrun.report.plots import plot_curves
     from dlrun.report.summary import write_summary
 
     run_dir = Path(run_dir)
     status = next((o.fit.status for o in outcomes if o.fit.status != "ok"), "ok")
+    if stopped and status == "ok":
+        status = "interrupted"
     history = _history_frame(outcomes)
     write_csv(run_dir / HISTORY, history)
     reference = _reference(outcomes)
@@ -172,6 +176,8 @@ def write_run_folder(
     record = _record(cfg, spec, outcomes, status=status, diagnosis=diagnosis, device=device,
                      versions=versions, overrides=overrides, dataset_name=dataset_name)
     record.reference = reference
+    if stopped and record.message is None:
+        record.message = stopped
     ctx = RunContext(cfg=cfg, run_dir=run_dir, spec=spec, dataset=dataset_name, status=status)
     sections = [section for section in (_data_section(outcomes),
                                          *(cap.report(outcomes, ctx) for cap in capabilities)) if section]
@@ -190,6 +196,15 @@ def write_run_folder(
             log.warning("%s could not record this run (%s: %s); the run folder is complete",
                         getattr(capability, "describe", capability.name), type(err).__name__, text)
     return record
+
+
+def write_interrupted(run_dir: Path, *, overrides: list[str], seed: int | None, folds: int) -> None:
+    """Record a run stopped before any fold finished: ``metrics.json`` with status ``interrupted``."""
+    run_dir = Path(run_dir)
+    message = f"stopped by the user before the first of {folds} fold(s) finished"
+    write_record(run_dir, RunRecord(status="interrupted", message=message, overrides=overrides, seed=seed))
+    write_text(run_dir / "summary.md", f"# Run interrupted\n\n{message}; the epochs that finished are in "
+               "history.csv, and `trainer.resume=true` continues from the last checkpoint.\n")
 
 
 def write_failure(run_dir: Path, error: BaseException, *, overrides: list[str], seed: int | None) -> None:

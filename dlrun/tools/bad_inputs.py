@@ -80,7 +80,7 @@ CASES: list[Case] = [
     Case("dropout of 1", ("reg.dropout=1",), "reg.dropout must be in [0, 1)"),
     Case("test size over 1", ("dataset.test_size=1.5",), "dataset.test_size must be in (0, 1)"),
     Case("one fold", ("eval=kfold", "eval.folds=1"), "eval.folds must be at least 2"),
-    Case("negative seed", ("seed=-1",), "seed must be 0 or more"),
+    Case("negative seed", ("seed=-1",), "seed must be in [0, 2**32 - 1]"),
     Case("unknown study kind", ("study.kind=fairness",), "study.kind='fairness' is not one of"),
     Case("target fraction of 0", ("study.target_fraction=0",), "study.target_fraction must be in (0, 1]"),
     Case("unknown device", ("trainer.device=tpu",), "trainer.device='tpu' is not one of"),
@@ -156,6 +156,13 @@ CASES: list[Case] = [
          "another dlrun process (pid"),
     Case("resume without a checkpoint", ("trainer.resume=true", "hydra.run.dir={data}/fresh_run"),
          "trainer.resume=true but"),
+    *(Case(f"resume from a {kind} checkpoint", ("trainer.resume=true", f"hydra.run.dir={{data}}/ckpt_{kind}"),
+           "cannot be read") for kind in ("empty", "truncated", "garbage")),
+    Case("seed past numpy's range", ("seed=4294967296",), "seed must be in [0, 2**32 - 1]"),
+    Case("binary task on ten classes", ("dataset=digits", "dataset.task=binary"),
+         "dataset.task=binary but the target of digits has 10 classes"),
+    Case("classification of a continuous target", ("dataset=diabetes", "dataset.task=multiclass"),
+         "dataset.task=multiclass but the target of diabetes is continuous"),
 ]
 
 
@@ -180,6 +187,9 @@ def make_fixtures(root: Path) -> Path:
     (root / "binary.csv").write_bytes(bytes(range(128, 256)) * 8)
     (root / "corrupt.weights.h5").write_bytes(b"this is not an HDF5 file")
     _HELD.append(hold(root / "busy_run"))  # held by this process until it exits
+    for kind, content in (("empty", b""), ("truncated", b"PK\x03\x04" + bytes(40)), ("garbage", b"not a checkpoint")):
+        (root / f"ckpt_{kind}" / "checkpoint").mkdir(parents=True, exist_ok=True)
+        (root / f"ckpt_{kind}" / "checkpoint" / "state.npz").write_bytes(content)
     (root / "images_empty").mkdir(exist_ok=True)
     flat = root / "images_flat"
     flat.mkdir(exist_ok=True)
