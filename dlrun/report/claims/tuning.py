@@ -106,12 +106,13 @@ def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: M
     metric, maximize = tunings[0].metric, tunings[0].maximize
     budgets = sorted({len(t.curve) for t in tunings})
     counts = ", ".join(f"{m} x {(table['method'] == m).sum()}" for m in methods)
-    lines += [f"{len(tunings)} tunings: {counts}; "
+    refits = all(Path(r).name == "refit" for r in runs["run_dir"])
+    lines += [f"{len(tunings)} tuning{'s' if len(tunings) > 1 else ''} ({counts}), "
               f"{' or '.join(map(str, budgets))} trials each, scored on validation {metric} "
               f"({'higher' if maximize else 'lower'} is better). Each tuning's best trial was retrained on "
-              "train + validation and scored once on test (its `refit/` folder: the table at the top lists "
-              "these refits, whose validation column is measured on rows they trained on; read their test "
-              "column).", ""]
+              "train + validation and scored once on test (its `refit/` folder"
+              + ("; the table above lists these refits: their validation column is measured on rows they "
+                 "trained on, their test column is the estimate to read)." if refits else ")."), ""]
     lines += _method_table(table, methods, metric)
     try:
         _plot(tunings, methods, metric, Path(out_dir) / PLOT)
@@ -191,7 +192,7 @@ def _best_configuration(tunings: list[Tuning], metric: str, *, maximize: bool) -
     best = (max if maximize else min)(done, key=lambda t: t.best)
     searched = [o for o in best.overrides if o.split("=", 1)[0] in _searched_keys(best.folder)]
     lines = ["### The best configuration", "",
-             f"Chosen on validation over all {len(tunings)} tunings: {best.method}, tuner seed {best.seed} "
+             f"Chosen on validation over {len(tunings)} tuning{'s' if len(tunings) > 1 else ''}: {best.method}, tuner seed {best.seed} "
              f"(validation {metric} {best.best:.4f}): `{' '.join(searched) or ' '.join(best.overrides)}`.", ""]
     if not math.isfinite(best.refit_test):
         return lines + ["Its refit did not run, so it has no test score."]
