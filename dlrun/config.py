@@ -258,6 +258,9 @@ class StudyConfig:
     # optimizers claim: the lr multiples the sensitivity claim reads (None: every multiple swept);
     # a sweep one step wider on each side also reads the grid shifted one step either way
     lr_scales: list[float] | None = None
+    # capacity claim: a network whose paired 95% interval against the best validation score lies
+    # above -tolerance x the best score is adequate; the smallest adequate network is kept
+    tolerance: float = 0.01
 
 
 LOGGERS = ("none", "csv", "tensorboard", "mlflow")
@@ -477,6 +480,7 @@ def validate(cfg: Any) -> None:
     _choice("study.target_rule", cfg.study.target_rule, ("fraction", "weakest"))
     _check(all(math.isfinite(x) and x > 0 for x in cfg.study.lr_scales or []),
            f"study.lr_scales must be positive multiples of the usual rate, got {cfg.study.lr_scales}")
+    _check(0 <= cfg.study.tolerance < 1, f"study.tolerance must be in [0, 1), got {cfg.study.tolerance}")
 
 
 TRANSFER_MODES = ("feature_extraction", "fine_tune", "scratch")

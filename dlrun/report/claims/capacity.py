@@ -8,10 +8,12 @@ where the diagnosis turns from underfitting to overfitting.
 One rule decides everything, the paired t-test of :mod:`dlrun.report.claims.stats`:
 
 - *Choices, on validation.* The best network is the one with the best mean validation
-  score; the network to keep is the smallest one whose validation score is not below the
-  best's beyond seed noise (a paired t-test against the best per network, Holm's
-  correction over them). This replaces the one-standard-error rule, which measured
-  "within noise" another way than the tests.
+  score; the network to keep is the smallest *adequate* one: the paired 95% Student-t
+  interval of its validation score minus the best's lies above ``-study.tolerance`` × the
+  best score (1% by default). This replaces the one-standard-error rule, which measured
+  "within noise" another way than the tests, and it asks for evidence of closeness: a
+  network too noisy to judge (a wide interval) is not kept, as "not significantly worse"
+  alone would keep it. A choice, not a claim: no correction.
 - *The claim, on test.* The best network's test score against the smallest network's
   (the rise) and against the largest network's (the fall or plateau), paired by seed,
   Holm's correction over the two; the test loss is read the same way as a second family.
@@ -20,6 +22,7 @@ One rule decides everything, the paired t-test of :mod:`dlrun.report.claims.stat
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,20 +87,23 @@ def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: M
     headline = str(ok["headline"].dropna().iloc[0]) if ok["headline"].notna().any() else "score"
     fit = str(ok["fit_metric"].dropna().iloc[0]) if ok["fit_metric"].notna().any() else "fit"
     best = _best_row(table, "val_head", greater=greater)
-    kept, worse = _kept(ok, table, best, greater=greater)
+    tolerance = float(study.get("tolerance", 0.01) if study.get("tolerance") is not None else 0.01)
+    margin = tolerance * abs(float(table.loc[best, "val_head"]))
+    kept, adequate = _kept(ok, table, best, greater=greater, margin=margin)
     score = _claim(ok, table, best, column="test_score", greater=greater, label=f"test {headline}")
     loss = _claim(ok, table, best, column="test_loss", greater=False, label="test loss")
     lines = head + [_verdict_line(score, table, headline=headline), ""]
     lines += [_trend_line(score, table), _trend_line(loss, table), _border_line(table)]
-    lines += [_kept_line(ok, table, best, kept, worse, headline=headline, greater=greater)]
+    lines += [_kept_line(ok, table, best, kept, adequate, headline=headline, greater=greater, margin=margin,
+                         tolerance=tolerance)]
     lines += ["", _markdown(table, headline=headline, fit=fit, best=best, kept=kept), ""]
     lines += [f"Architectures in order of parameter count; ± is the std over seeds. The loss (log-loss) shows "
               f"overfitting first: an overconfident network's loss climbs while its {fit} barely moves. The best "
               "of many architectures is picked after the fact and flattered by validation noise; reading the "
               "claim on test removes that flattery.", "",
               rule_note(tests=2, split=SPLIT, family=f"comparisons of the claim (rise and fall of the test "
-                        f"{headline}; the test loss is a second family of two); the kept network: one test per "
-                        f"smaller network against the best on validation, Holm over the {max(len(table) - 1, 0)}")]
+                        f"{headline}; the test loss is a second family of two); the kept network is a choice, "
+                        "not a claim: each network's own 95% interval against the best, no correction")]
     try:
         _plot(table, ok, keys, headline=headline, fit=fit, pick=float(table.loc[kept, "params"]),
               path=Path(out_dir) / "capacity.png")
@@ -141,13 +147,18 @@ def _compare(ok: pd.DataFrame, table: pd.DataFrame, a: int, b: int, *, column: s
     return paired_test(diffs if greater else -diffs)
 
 
-def _kept(ok: pd.DataFrame, table: pd.DataFrame, best: int, *, greater: bool) -> tuple[int, list[int]]:
-    """The smallest network not worse than the best on validation beyond seed noise (Holm over the
-    other networks), and the networks that are worse."""
-    others = [i for i in range(len(table)) if i != best]
-    tests = [_compare(ok, table, i, best, column="val_score", greater=greater) for i in others]
-    worse = [i for i, word in zip(others, verdicts(tests), strict=True) if word == NOT_SUPPORTED]
-    return next(i for i in range(len(table)) if i not in worse), worse
+def _kept(ok: pd.DataFrame, table: pd.DataFrame, best: int, *, greater: bool,
+          margin: float) -> tuple[int, list[int]]:
+    """The smallest adequate network and every adequate one (see the module docstring)."""
+    adequate = [best]
+    for i in range(len(table)):
+        if i == best:
+            continue
+        t = _compare(ok, table, i, best, column="val_score", greater=greater).interval
+        lower = t.mean - t.half if t.n > 1 else math.nan
+        if np.isfinite(lower) and lower >= -margin:
+            adequate.append(i)
+    return min(adequate), sorted(adequate)
 
 
 @dataclass(frozen=True)
@@ -229,28 +240,29 @@ def _trend_line(c: Claim, table: pd.DataFrame) -> str:
             + ("; ".join(tests) or "nothing to compare") + f"; this measure's verdict: {c.verdict}.")
 
 
-def _kept_line(ok: pd.DataFrame, table: pd.DataFrame, best: int, kept: int, worse: list[int], *,
-               headline: str, greater: bool) -> str:
+def _kept_line(ok: pd.DataFrame, table: pd.DataFrame, best: int, kept: int, adequate: list[int], *,
+               headline: str, greater: bool, margin: float, tolerance: float) -> str:
     """The network to keep, why, and what it gives up on test."""
+    rule = (f"the smallest network whose validation {headline} is, with 95% confidence, at most {margin:.4f} "
+            f"({tolerance:.0%} of the best's) below the best's")
     if kept == best:
-        why = ("the best itself: " + (f"every smaller network is below its validation {headline} beyond seed noise"
-                                      if kept > 0 else "it is also the smallest network tried"))
+        why = f"the best itself, {rule}"
     else:
-        why = (f"the smallest network whose validation {headline} is not below the best's ({_name(table, best)}) "
-               "beyond seed noise")
-    text = (f"- **Start small, add capacity until validation stops improving:** keep {_name(table, kept)}, {why} "
-            f"({len(worse)} of {len(table) - 1} networks are below the best beyond noise). "
-            f"Validation {table.loc[kept, 'val_text']}, test {table.loc[kept, 'test_text']}")
+        t = _compare(ok, table, kept, best, column="val_score", greater=greater).interval
+        why = f"{rule} ({_name(table, best)}; kept minus best on validation {t.text()})"
+    text = (f"- **Start small, add capacity until validation stops improving:** keep {_name(table, kept)}: {why}; "
+            f"{len(adequate)} of {len(table)} networks are adequate. Validation {table.loc[kept, 'val_text']}, "
+            f"test {table.loc[kept, 'test_text']}")
     if kept != best:
         t = _compare(ok, table, kept, best, column="test_score", greater=greater)
         (word,) = verdicts([t])
-        text += (f"; on test, kept minus best {t.interval.text()} ({_noise(word, 'better')}, a single test)")
+        text += f"; on test, kept minus best {t.interval.text()} ({_noise(word, 'better')}, a single test)"
     larger = list(range(kept + 1, len(table)))
     if larger:
         tests = [_compare(ok, table, i, kept, column="test_score", greater=greater) for i in larger]
         beat = [i for i, word in zip(larger, verdicts(tests), strict=True) if word == SUPPORTED]
         text += (f". On test, {len(beat)} of the {len(larger)} larger networks beat it beyond seed noise (Holm over "
-                 f"{len(larger)})" + (f": {', '.join(table.loc[i, 'group'] for i in beat)}" if beat else ""))
+                 f"{len(larger)})" + (f": {'; '.join(table.loc[i, 'group'] for i in beat)}" if beat else ""))
     return text + "."
 
 
@@ -340,6 +352,6 @@ def _plot(table: pd.DataFrame, ok: pd.DataFrame, keys: list[str], *, headline: s
     axes[2].set_yscale("log")
     axes[0].legend(fontsize=7)
     fig.suptitle("capacity: train (dashed), validation (solid, ± std over seeds), test (dotted); "
-                 "grey line: the kept network (smallest not below the best beyond seed noise)")
+                 "grey line: the kept network (smallest within the tolerance of the best, 95% paired interval)")
     fig.tight_layout()
     return save_figure(path, fig)
