@@ -408,6 +408,9 @@ def validate(cfg: Any) -> None:
     _check(0 < d.test_size < 1, f"dataset.test_size must be in (0, 1), got {d.test_size}")
     _check(0 < d.val_size < 1, f"dataset.val_size must be in (0, 1), got {d.val_size}")
     _check(d.image_size >= 4, f"dataset.image_size must be at least 4, got {d.image_size}")
+    if d.name == "csv":
+        _check(d.path is not None, "dataset=csv needs dataset.path=FILE (your table)")
+        _check(d.target is not None, "dataset=csv needs dataset.target=COLUMN (the column to predict)")
     _choice("dataset.stream", str(d.stream).lower(), ("auto", "true", "false"))
     if d.max_rows is not None:
         _check(d.max_rows >= 20, f"dataset.max_rows must be at least 20, got {d.max_rows}")

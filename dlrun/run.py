@@ -63,12 +63,37 @@ def _resume_fold(cfg: Config, run_dir: Path) -> int | None:
             "interrupted run (with trainer.checkpoint_every >= 1 when it ran)"
         )
     state = ckpt.read(path)
+    if state.epoch > cfg.trainer.epochs:
+        raise ConfigError(
+            f"the checkpoint in {path.parent} is at epoch {state.epoch}, past trainer.epochs={cfg.trainer.epochs}; "
+            f"resume with trainer.epochs={state.epoch} or more"
+        )
     if state.fingerprint != config_fingerprint(cfg):
         raise ConfigError(
             f"the checkpoint in {path.parent} was written with another config; resume with the same "
             "dataset, model, reg, optimizer, eval and seed (only trainer.* may change)"
         )
     return state.fold
+
+
+def _finished(run_dir: Path, epochs: int):
+    """The record of a run in ``run_dir`` that has nothing left to train, else None.
+
+    A run that ended ``ok`` or ``diverged`` is finished unless it ran all its epochs and
+    ``epochs`` asks for more (then a resume trains on from its checkpoint).
+    """
+    from dlrun.record import METRICS_FILE, RecordError, read_record
+
+    if not (run_dir / METRICS_FILE).is_file():
+        return None
+    try:
+        record = read_record(run_dir)
+    except RecordError:
+        return None
+    if record.status not in ("ok", "diverged"):
+        return None
+    more = record.status == "ok" and not record.stopped_early and (record.epochs_run or 0) < epochs
+    return None if more else record
 
 
 def _in_sweep() -> bool:
@@ -132,6 +157,11 @@ def _run(cfg: Config, run_dir: Path, *, overrides: list[str]) -> float:
     from dlrun import runtime
     from dlrun.report.run_folder import write_interrupted, write_run_folder
 
+    if cfg.trainer.resume:
+        done = _finished(run_dir, cfg.trainer.epochs)
+        if done is not None:  # resuming a sweep, or a run twice: finished work stays as it is
+            log.info("%s finished before (status %s); left as it is: nothing to resume", run_dir, done.status)
+            return math.nan if done.objective is None else done.objective
     table = _load(cfg)  # before TensorFlow starts: bad data answers fast
     runtime.import_tensorflow()  # its start-up lines go to run.log, whichever module needs it first
     resume_fold = _resume_fold(cfg, run_dir) if cfg.trainer.resume else None

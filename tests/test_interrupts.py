@@ -150,3 +150,22 @@ def test_running_out_of_memory_is_one_line_naming_what_to_lower():
                              "a batch is too large for this machine; lower model.width, model.depth or "
                              "optimizer.batch_size")
     assert _out_of_memory(ValueError("x")) is None
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_run_leaves_it_as_it_is_and_a_short_resume_is_refused(tmp_path):
+    from dlrun.errors import ConfigError
+    from dlrun.run import run_job
+
+    args = ["trainer.epochs=6", "trainer.checkpoint_every=2", *QUIET]
+    run_job(compose_config(args), tmp_path / "run")
+    before = (tmp_path / "run" / "metrics.json").read_bytes()
+    run_job(compose_config([*args, "trainer.resume=true"]), tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.json").read_bytes() == before
+    # An unfinished run checkpointed at epoch 6 cannot be resumed to end at epoch 4.
+    record = _metrics(tmp_path / "run")
+    record["status"] = "interrupted"
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match=r"is at epoch 6, past trainer.epochs=4; resume with trainer.epochs=6"):
+        run_job(compose_config(["trainer.epochs=4", "trainer.checkpoint_every=2", "trainer.resume=true",
+                                *QUIET]), tmp_path / "run")

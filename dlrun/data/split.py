@@ -66,8 +66,13 @@ def check_task(table: Table, task: str) -> None:
 
 
 def check_class_counts(table: Table) -> None:
-    """Refuse classification data that a stratified split cannot serve."""
+    """Refuse classification data that a stratified split cannot serve, and a constant
+    regression target."""
     if table.task == "regression":
+        y = np.asarray(table.y, dtype=np.float64)
+        if len(y) and np.all(y == y[0]):
+            raise DataError(f"the target of {table.name} is constant ({y[0]:g} in every row): there is nothing "
+                            "to learn, and every score would be perfect or undefined")
         return
     counts = np.bincount(table.y, minlength=len(table.class_names))
     small = [table.class_names[i] for i, c in enumerate(counts) if c < _MIN_ROWS_PER_CLASS]
@@ -240,6 +245,7 @@ def make_splits(
     else:
         xs = [p if is_lazy(p) else np.asarray(p, dtype=np.float32) for p in x_parts]
         names = _default_names(table.x)
+    _refuse_non_finite(xs, names)
     ys = [table.y[i] for i in (train, val, test)]
     y_mean, y_std = 0.0, 1.0
     if table.task == "regression":
@@ -256,6 +262,21 @@ def make_splits(
         input_columns=columns, y_mean=y_mean, y_std=y_std, image_shape=table.image_shape, notes=notes,
         preprocess=transformer,
     )
+
+
+def _refuse_non_finite(xs: list, names: list[str]) -> None:
+    """Refuse inputs that are not finite once prepared (values past float32's range, or a
+    scaling that overflows), naming the columns: training on them gives NaN everywhere."""
+    for part, x in zip(PARTS, xs, strict=True):
+        if is_lazy(x):
+            continue
+        bad = ~np.isfinite(np.asarray(x, dtype=np.float32)).all(axis=0)
+        if bad.any():
+            columns = [names[j] if j < len(names) else f"x{j}" for j in np.flatnonzero(bad)]
+            shown = ", ".join(columns[:8]) + (f" and {len(columns) - 8} more" if len(columns) > 8 else "")
+            raise DataError(f"input column(s) {shown} are not finite after preprocessing (in the {part} split): "
+                            "values past float32's range (about 3.4e38) or a scaling that overflows; rescale "
+                            "them in the file")
 
 
 def _preprocessing_notes(

@@ -60,16 +60,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dlrun-report: error: --target-fraction must be in (0, 1], got {args.target_fraction}",
               file=sys.stderr)
         return 2
-    out = args.out or (args.paths[0] if len(args.paths) == 1 and args.paths[0].is_dir() else DEFAULT_OUT)
+    # A sweep's report goes into the sweep; a plain run folder is left as it is.
+    single = args.paths[0] if len(args.paths) == 1 else None
+    in_place = single is not None and single.is_dir() and not (single / "metrics.json").is_file()
+    out = args.out or (single if in_place else DEFAULT_OUT)
+    if out.exists() and not out.is_dir():
+        print(f"dlrun-report: error: -o {out} is a file; give a folder for the report", file=sys.stderr)
+        return 2
     study = recorded_study(args.paths)
     overrides = {"kind": args.kind, "name": args.name, "target_fraction": args.target_fraction}
     study.update({k: v for k, v in overrides.items() if v is not None})
     from dlrun.report.study import report_sweep
 
     try:
-        result = report_sweep(args.paths, out_dir=out, study=study)
+        result = report_sweep(args.paths, out_dir=out, study=study, strict=True)
     except UserError as err:
         print(f"dlrun-report: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"dlrun-report: error: cannot write the report in {out}: {err.strerror or err}", file=sys.stderr)
         return 2
     if result.n_jobs == 0:
         print(f"dlrun-report: error: no run folders (metrics.json) under {', '.join(map(str, args.paths))}",

@@ -23,6 +23,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 
+from dlrun.errors import UserError
 from dlrun.record import METRICS_FILE
 from dlrun.report.files import read_json
 
@@ -56,9 +57,14 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
 
     Raises:
         OSError: the file is missing or unreadable.
-        ValueError: the file is not valid JSON.
+        ValueError: the file is not valid JSON, or not the shape of a run record.
     """
-    return read_json(Path(run_dir) / METRICS_FILE)
+    metrics = read_json(Path(run_dir) / METRICS_FILE)
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("status"), str):
+        raise ValueError("not a dlrun run record (no status)")
+    if metrics["status"] == "ok" and not all(isinstance(metrics.get(k), dict) for k in ("val", "test")):
+        raise ValueError("not a dlrun run record (status ok without val and test metrics)")
+    return metrics
 
 
 def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
@@ -76,13 +82,18 @@ def _job_order(path: Path) -> tuple:
     return tuple(int(part) if part.isdigit() else math.inf for part in path.parts[-2:]) + (str(path),)
 
 
-def collect_runs(paths: Iterable[Path], *, since: float | None = None) -> Runs:
+def collect_runs(paths: Iterable[Path], *, since: float | None = None, strict: bool = False) -> Runs:
     """One row per run folder: its config values and key metrics.
 
     Args:
         paths: run folders or folders that contain them (sweeps).
         since: skip run folders whose ``metrics.json`` is older than this epoch time.
             Defaults to None (keep all).
+        strict: an unreadable ``metrics.json`` stops the report (so that a leaderboard
+            already written keeps that job's row) instead of being skipped with a warning.
+
+    Raises:
+        UserError: with ``strict``, a ``metrics.json`` that is not a readable run record.
     """
     rows, overrides = [], []
     for run_dir in find_run_dirs(paths):
@@ -91,7 +102,10 @@ def collect_runs(paths: Iterable[Path], *, since: float | None = None) -> Runs:
         try:
             metrics = read_metrics(run_dir)
             row, listed = _metrics_row(run_dir, metrics), _overrides(run_dir, metrics)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, AttributeError, TypeError) as err:
+            if strict:
+                raise UserError(f"{run_dir / METRICS_FILE} is not a readable run record ({err}); fix or "
+                                "remove that run folder (nothing was written)") from None
             log.warning("skipping %s: unreadable metrics.json (%s)", run_dir, err)
             continue
         rows.append(row)

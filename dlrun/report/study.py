@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dlrun.errors import UserError
 from dlrun.report.aggregate import (
     DEFAULT_TARGET_FRACTION,
     add_time_to_target,
@@ -183,7 +184,7 @@ def _plots(
 
 def report_sweep(
     paths: Iterable[Path], *, out_dir: Path, study: Mapping[str, Any] | None = None,
-    since: float | None = None,
+    since: float | None = None, strict: bool = False,
 ) -> SweepResult:
     """Write ``leaderboard.csv``, ``study.md`` and the comparison plots into ``out_dir``.
 
@@ -193,12 +194,20 @@ def report_sweep(
         study: the ``study`` config (``name``, ``kind``, ``claim``, ``target_fraction``).
             Defaults to a generic study named after ``out_dir``.
         since: only read run folders written after this epoch time. Defaults to None.
+        strict: refuse (write nothing) when a run folder's ``metrics.json`` cannot be read
+            or none is found, rather than skip it (``dlrun-report``; a sweep's own report
+            at its end is lenient). Defaults to False.
+
+    Raises:
+        UserError: with ``strict``, an unreadable run record or no run folder at all.
     """
     from dlrun.report.claims import check_claim
 
     out_dir = Path(out_dir)
     study = dict(study or {})
-    runs = collect_runs(paths, since=since)
+    runs = collect_runs(paths, since=since, strict=strict)
+    if runs.frame.empty and strict:
+        raise UserError(f"no run folders (metrics.json) under {', '.join(map(str, paths))}; nothing was written")
     if runs.frame.empty:
         write_text(out_dir / "study.md", "# Study\n\nNo run folders with a metrics.json were found.\n")
         return SweepResult(runs, [], 0, 0)

@@ -92,7 +92,12 @@ CASES: list[Case] = [
     Case("quoted code in a config value", ("optimizer.name='__import__(\"os\").getcwd()'",),
          "optimizer='__import__(\"os\").getcwd()' is not one of"),
     # csv data
-    Case("csv without a path", _csv("dataset.target=y"), "dataset.path"),
+    Case("csv without a path", _csv("dataset.target=y"), "dataset=csv needs dataset.path=FILE"),
+    Case("csv without a target", _csv("dataset.path={data}/good.csv"), "dataset=csv needs dataset.target=COLUMN"),
+    Case("csv with values past float32", _csv("dataset.path={data}/huge.csv", "dataset.target=y"),
+         "input column(s) a are not finite after preprocessing"),
+    Case("constant regression target", _csv("dataset.path={data}/constant.csv", "dataset.target=y"),
+         "the target of constant is constant (3.5 in every row)"),
     Case("csv path that does not exist", _csv("dataset.path={data}/nope.csv", "dataset.target=y"),
          "no file at"),
     Case("csv with missing values, refused",
@@ -181,6 +186,8 @@ def make_fixtures(root: Path) -> Path:
                                        + "\n").encode("latin-1"))
     (root / "no_targets.csv").write_text("a,b,y\n" + "\n".join(f"{i},{i}," for i in range(30)) + "\n")
     (root / "infinite.csv").write_text("a,b,y\n1,inf,0\n" + rows + "\n")
+    (root / "huge.csv").write_text("a,b,y\n" + "\n".join(f"{(i % 7) * 1e300},{i % 5},{i % 2}" for i in range(40)) + "\n")
+    (root / "constant.csv").write_text("a,b,y\n" + "\n".join(f"{i % 7},{i % 5},3.5" for i in range(40)) + "\n")
     (root / "one_class.csv").write_text("a,b,y\n" + "\n".join(f"{i},{i},0" for i in range(30)) + "\n")
     (root / "empty.csv").write_text("")
     (root / "header.csv").write_text("a,b,y\n")
