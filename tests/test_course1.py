@@ -66,7 +66,7 @@ def make_runs(tmp_path: Path, rows: list[dict]) -> pd.DataFrame:
         run_dir.mkdir(parents=True)
         r = {"test_score": r["val_score"], "test_gap": r["gap"], **r}
         metrics = {
-            "headline": "roc_auc",
+            "status": "ok", "headline": "roc_auc",
             "train": {"roc_auc": r.get("train_head", 1.0), "loss": r.get("train_loss", 0.01)},
             "val": {"roc_auc": r["val_score"], "loss": r.get("val_loss", 0.1)},
             "test": {"roc_auc": r["test_score"], "loss": r.get("test_loss", r.get("val_loss", 0.1))},

@@ -349,7 +349,8 @@ def _plot(table: pd.DataFrame, ok: pd.DataFrame, keys: list[str], *, headline: s
         ax.set_xlabel("parameters (log scale)")
         ax.set_title(name)
         ax.grid(alpha=0.3)
-    axes[2].set_yscale("log")
+    if (table[["train_loss", "val_loss"]].to_numpy(dtype=float) > 0).any():  # NaN when metrics.json lacks losses
+        axes[2].set_yscale("log")
     axes[0].legend(fontsize=7)
     fig.suptitle("capacity: train (dashed), validation (solid, ± std over seeds), test (dotted); "
                  "grey line: the kept network (smallest within the tolerance of the best, 95% paired interval)")
