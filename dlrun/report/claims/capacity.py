@@ -87,7 +87,7 @@ def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: M
     headline = str(ok["headline"].dropna().iloc[0]) if ok["headline"].notna().any() else "score"
     fit = str(ok["fit_metric"].dropna().iloc[0]) if ok["fit_metric"].notna().any() else "fit"
     best = _best_row(table, "val_head", greater=greater)
-    tolerance = float(study.get("tolerance", 0.01) if study.get("tolerance") is not None else 0.01)
+    tolerance = 0.01 if study.get("tolerance") is None else float(study["tolerance"])
     margin = tolerance * abs(float(table.loc[best, "val_head"]))
     kept, adequate = _kept(ok, table, best, greater=greater, margin=margin)
     score = _claim(ok, table, best, column="test_score", greater=greater, label=f"test {headline}")
