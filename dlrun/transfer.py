@@ -118,32 +118,38 @@ class Transfer(Capability):
         (plan,) = phases  # the single phase of trainer.epochs and the optimizer group
         m = self.model
         if m.mode == "scratch":
-            return [replace(plan, trainable=self._counted(plan.name, train_everything))]
+            return self._counted([replace(plan, trainable=train_everything)])
         if m.mode == "feature_extraction":
-            return [replace(plan, trainable=self._counted(plan.name, freeze_backbone))]
+            return self._counted([replace(plan, trainable=freeze_backbone)])
         tune_epochs = m.fine_tune_epochs or max(1, plan.epochs // 2)
         tune_lr = m.fine_tune_lr if m.fine_tune_lr is not None else plan.optimizer.lr / 10
-        return [
-            replace(plan, name="head", epochs=plan.epochs - tune_epochs,
-                    trainable=self._counted("head", freeze_backbone)),
+        return self._counted([
+            replace(plan, name="head", epochs=plan.epochs - tune_epochs, trainable=freeze_backbone),
             replace(plan, name="fine_tune", epochs=tune_epochs, optimizer=replace(plan.optimizer, lr=tune_lr),
-                    trainable=self._counted("fine_tune", lambda model: unfreeze_top(model, m.unfreeze))),
-        ]
+                    trainable=lambda model: unfreeze_top(model, m.unfreeze)),
+        ])
 
-    def _counted(self, name: str, setter):
-        def trainable(model: Any) -> None:
-            setter(model)
-            self.trainable[name] = trainable_weights(model)
+    def _counted(self, phases: list[Phase]) -> list[Phase]:
+        """The phases, each also recording the trainable parameters of it and the phases before
+        it (a run resumed in phase two records phase one's count too)."""
 
-        return trainable
+        def counted(last: int):
+            def trainable(model: Any) -> None:
+                for phase in phases[:last + 1]:  # the last one applied is this phase's
+                    phase.trainable(model)
+                    self.trainable[phase.name] = trainable_weights(model)
+
+            return trainable
+
+        return [replace(phase, trainable=counted(i)) for i, phase in enumerate(phases)]
 
     def report(self, outcomes: list[FoldOutcome], ctx: RunContext) -> Section | None:
         m = self.model
-        backbone = m.backbone if m.backbone != "source" else f"source ({' '.join(m.source)})"
+        name = m.backbone if m.backbone != "source" else f"source ({' '.join(m.source)})"
         weights = "random (scratch)" if m.mode == "scratch" else m.weights or "the backbone's own"
-        lines = [f"Backbone `{backbone}`, weights: {weights}, mode `{m.mode}`."]
-        lines += [f"- phase `{name}`: {count:,} trainable parameters" for name, count in self.trainable.items()]
-        return Section("transfer", metrics={"backbone": backbone, "backbone_file": self._file(), "weights": weights,
+        lines = [f"Backbone `{name}`, weights: {weights}, mode `{m.mode}`."]
+        lines += [f"- phase `{phase}`: {count:,} trainable parameters" for phase, count in self.trainable.items()]
+        return Section("transfer", metrics={"backbone": name, "backbone_file": self._file(), "weights": weights,
                                             "mode": m.mode, "trainable_params": dict(self.trainable)}, summary=lines)
 
     def _file(self) -> str | None:

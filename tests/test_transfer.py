@@ -185,7 +185,7 @@ def test_a_fine_tune_resumed_in_phase_two_equals_an_uninterrupted_one(tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         _fine_tune_run(tmp_path, monkeypatch, source, "cut", stop_after=3)  # in phase two
     resumed = _fine_tune_run(tmp_path, monkeypatch, source, "cut", resume=True)
-    assert resumed["phases"] == full["phases"]
+    assert resumed["phases"] == full["phases"] and resumed["transfer"] == full["transfer"]
     for split in ("train", "val", "test"):
         assert resumed[split] == full[split]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cut" / "history.csv").drop(columns="seconds"),
