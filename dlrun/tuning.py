@@ -212,6 +212,18 @@ class Tuner:
         if fresh and self._optimizer is not None:
             self._optimizer.tell([t.point for t in fresh], [float(t.told) for t in fresh])
 
+    def resume(self, trials: list[Trial], *, direction: str | None) -> None:
+        """Tell back the trials of an interrupted tuning (read from trials.csv).
+
+        The optimizer's random stream is first moved past the points they drew, so the
+        resumed search does not draw them again: a resumed ``random`` search, one point at a
+        time, asks exactly the points the uninterrupted one would have.
+        """
+        if self._optimizer is not None:
+            for _ in trials:
+                self._optimizer.space.rvs(random_state=self._optimizer.rng)
+        self.tell(trials, greater_is_better=None if direction is None else direction == MAXIMIZE)
+
     def best(self) -> Trial | None:
         """The finished trial with the best score (the first on ties), or None."""
         done = [t for t in self.trials if t.finished and t.told is not None]

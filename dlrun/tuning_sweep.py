@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dlrun.config import TunerConfig
 from dlrun.errors import ConfigError
-from dlrun.tuning import MAXIMIZE, STATUS_OK, Trial, Tuner
+from dlrun.tuning import STATUS_OK, Trial, Tuner
 from dlrun.tuning_folder import plot_convergence, read_trials, write_best_config, write_trials
 from dlrun.tuning_space import SearchSpace
 
@@ -81,7 +81,7 @@ def tune(space: SearchSpace, settings: TunerConfig, *, folder: Path, launch: Lau
     tuner = Tuner(space, settings)
     done, direction = read_trials(folder, space)
     if done:
-        tuner.tell(done, greater_is_better=None if direction is None else direction == MAXIMIZE)
+        tuner.resume(done, direction=direction)
         log.info("resuming from %s: %d of %d trials done", folder / "trials.csv", len(done), tuner.n_calls)
     next_job = max((t.number for t in done), default=-1) + 1
     metric = None

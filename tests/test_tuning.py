@@ -260,6 +260,18 @@ def test_an_interrupted_tuning_resumes_from_trials_csv(tmp_path):
     assert tuner._optimizer.Xi[:4] == [space.point(r) for r in done.astype(str).to_dict("records")]
     resumed, direction = read_trials(tmp_path, space)
     assert [t.number for t in resumed] == list(range(6)) and direction == MAXIMIZE
+    assert len({tuple(t.point) for t in resumed}) == 6
+
+
+def test_a_resumed_random_search_asks_what_the_uninterrupted_one_would_have(tmp_path):
+    space = read_space(SPACE)
+    whole = tune(space, TunerConfig(name="random", n_calls=6, refit=False), folder=tmp_path / "whole",
+                 launch=FakeLaunch(tmp_path / "whole"))
+    tune(space, TunerConfig(name="random", n_calls=3, refit=False), folder=tmp_path / "cut",
+         launch=FakeLaunch(tmp_path / "cut"))
+    resumed = tune(space, TunerConfig(name="random", n_calls=6, refit=False), folder=tmp_path / "cut",
+                   launch=FakeLaunch(tmp_path / "cut"))
+    assert [t.point for t in resumed.trials] == [t.point for t in whole.trials]
 
 
 def test_trials_csv_of_another_space_is_refused(tmp_path):
