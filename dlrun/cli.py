@@ -154,6 +154,9 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them in one line
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    from hydra_plugins.dlrun_launchers.resilient_joblib import use_for_joblib
+
+    use_for_joblib()  # hydra/launcher=joblib survives a worker that dies
     try:
         _job()
     except KeyboardInterrupt:

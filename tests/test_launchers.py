@@ -145,3 +145,23 @@ def test_the_sweep_runs_in_the_workers_warmed_while_hydra_prepared_it():
     # The launcher's own Parallel call, with the same settings, reuses those processes.
     pids = Parallel(**launch.WarmWorkers.settings(config))(delayed(os.getpid)() for _ in range(8))
     assert set(pids) <= launch.WARMED
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_costs_its_job_one_retry_and_the_sweep_goes_on(dlrun_cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    root = Path(__file__).resolve().parents[1]
+    killer = ["+hydra.callbacks.killer._target_=tests.support.killer.KillWorker",
+              "+hydra.callbacks.killer.always=2", "+hydra.callbacks.killer.once=1",
+              f"+hydra.callbacks.killer.marker_dir={tmp_path}"]
+    proc = dlrun_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}",
+                      *TINY_SWEEP, "seed=0,1,2,3", *killer],
+                     env={"PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    assert proc.returncode == 1, proc.stderr[-3000:]  # one job failed, the sweep ran to its end
+    assert "a worker process died" in proc.stdout + proc.stderr
+    status = {next(o for o in m["overrides"] if o.startswith("seed=")): m["status"] for m in _metrics(sweep).values()}
+    assert status == {"seed=0": "ok", "seed=1": "ok", "seed=2": "failed", "seed=3": "ok"}
+    board = pd.read_csv(sweep / "leaderboard.csv")
+    assert len(board) == 4
+    assert board.loc[board["status"] == "failed", "message"].iloc[0].startswith(
+        "RuntimeError: its worker process died")

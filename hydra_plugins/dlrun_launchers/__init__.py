@@ -1,0 +1,1 @@
+"""dlrun's Hydra launchers (Hydra finds launcher plugins only under ``hydra_plugins``)."""

@@ -1,0 +1,129 @@
+"""The joblib launcher, made to outlive a worker that dies (``hydra/launcher=joblib``).
+
+hydra-joblib-launcher runs a sweep's jobs in one ``joblib.Parallel`` call. When a worker
+process dies (SIGKILL, the out-of-memory killer) loky stops every worker and the call
+raises ``TerminatedWorkerError``: the sweep ends there, and the jobs that were running,
+the killed one and its neighbours, are lost.
+
+:class:`ResilientJoblibLauncher` is that launcher with one change: after a worker death it
+collects what finished, gives each job that was running one more try, and launches the
+jobs that had not started. A job whose worker dies again is marked ``failed`` in its run
+folder ("its worker process died") and the sweep goes on; the sweep then exits 1 like any
+sweep with a failed job. Settings are hydra-joblib-launcher's own (``n_jobs``, ...).
+
+``dlrun`` puts this class behind ``hydra/launcher=joblib`` (:func:`use_for_joblib`), so
+presets and command lines that name the joblib launcher get it unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra_plugins.hydra_joblib_launcher import _core
+from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+from omegaconf import open_dict
+
+log = logging.getLogger(__name__)
+
+WORKER_DIED = ("its worker process died (killed by a signal, or by the system when memory ran out), "
+               "twice; the job was tried again once")
+
+
+def use_for_joblib() -> None:
+    """Make ``hydra/launcher=joblib`` select :class:`ResilientJoblibLauncher` (same settings).
+
+    Call before Hydra composes the config; nothing happens without hydra-joblib-launcher.
+    """
+    from dataclasses import dataclass
+
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # Hydra's plugin scan runs each plugin's module (and its store) once, now
+    try:
+        from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
+    except ImportError:
+        return
+
+    @dataclass
+    class ResilientJoblibLauncherConf(JobLibLauncherConf):
+        _target_: str = f"{__name__}.ResilientJoblibLauncher"
+
+    ConfigStore.instance().store(group="hydra/launcher", name="joblib", node=ResilientJoblibLauncherConf,
+                                 provider="dlrun")
+
+
+def _indexed(idx: int, *args: Any) -> tuple[int, JobReturn]:
+    return idx, _core.execute_job(idx, *args)
+
+
+class ResilientJoblibLauncher(JoblibLauncher):
+    """hydra-joblib-launcher's launcher that survives a dead worker (see the module docstring)."""
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from joblib import Parallel, delayed
+        from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+        assert self.config is not None and self.task_function is not None and self.hydra_context is not None
+        _core.setup_globals()
+        _core.configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        settings = dict(self.joblib)
+        settings["backend"] = "loky"  # as hydra-joblib-launcher does
+        _core.process_joblib_cfg(settings)
+        log.info("Joblib.Parallel(%s) is launching %d jobs",
+                 ",".join(f"{k}={v}" for k, v in settings.items()), len(job_overrides))
+        for i, overrides in enumerate(job_overrides):
+            log.info("\t#%d : %s", initial_job_idx + i, " ".join(filter_overrides(overrides)))
+        state = _core.Singleton.get_state()
+        results: dict[int, JobReturn] = {}
+        tried: set[int] = set()
+        pending = [initial_job_idx + i for i in range(len(job_overrides))]
+        while pending:
+            try:
+                for idx, ret in Parallel(**settings, return_as="generator_unordered")(
+                    delayed(_indexed)(idx, job_overrides[idx - initial_job_idx], self.hydra_context,
+                                      self.config, self.task_function, state)
+                    for idx in pending
+                ):
+                    results[idx] = ret
+                pending = []
+            except TerminatedWorkerError:
+                left = [idx for idx in pending if idx not in results]
+                running = [idx for idx in left if self._started(idx, job_overrides[idx - initial_job_idx])]
+                dead = [idx for idx in running if idx in tried]
+                for idx in dead:
+                    results[idx] = self._failed(idx, job_overrides[idx - initial_job_idx])
+                tried.update(running)
+                pending = [idx for idx in left if idx not in dead]
+                log.warning("a worker process died; %s tried again, %d job(s) still to run",
+                            ", ".join(f"#{i}" for i in running if i not in dead) or "no job", len(pending))
+        return [results[initial_job_idx + i] for i in range(len(job_overrides))]
+
+    def _run_dir(self, idx: int, overrides: Sequence[str]) -> Path:
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.num = idx
+            config.hydra.job.id = f"{config.hydra.job.name}_{idx}"
+        return Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+
+    def _started(self, idx: int, overrides: Sequence[str]) -> bool:
+        """Whether the job had started (its run folder exists) without finishing (no record)."""
+        run_dir = self._run_dir(idx, overrides)
+        return run_dir.is_dir() and not (run_dir / "metrics.json").is_file()
+
+    def _failed(self, idx: int, overrides: Sequence[str]) -> JobReturn:
+        from dlrun.report.run_folder import write_failure
+
+        run_dir = self._run_dir(idx, overrides)
+        write_failure(run_dir, RuntimeError(WORKER_DIED), overrides=list(overrides), seed=None)
+        log.error("job %d failed: %s", idx, WORKER_DIED)
+        # Completed as far as Hydra is concerned, like any dlrun job that failed: the sweep
+        # goes on, and its report counts the job as failed from its run folder.
+        return JobReturn(overrides=list(overrides), working_dir=str(run_dir), status=JobStatus.COMPLETED,
+                         _return_value=math.nan)
