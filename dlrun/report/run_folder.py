@@ -14,6 +14,7 @@ import pandas as pd
 from dlrun.capabilities import Capability, RunContext
 from dlrun.config import Config
 from dlrun.diagnosis import Diagnosis, diagnose
+from dlrun.optim import learning_rate
 from dlrun.record import RunRecord, Section, write_record
 from dlrun.report.files import write_csv, write_text
 from dlrun.task import TaskSpec
@@ -65,7 +66,7 @@ def describe_config(cfg: Config) -> str:
     reg = ", ".join(p for p in reg_parts if p) or "none"
     return (
         f"dataset={cfg.dataset.name} · model={model} · reg={r.name} ({reg}) · "
-        f"optimizer={o.name} (lr {o.lr:g}, batch {o.batch_size}, {o.schedule}) · "
+        f"optimizer={o.name} (lr {learning_rate(o):g}, batch {o.batch_size}, {o.schedule}) · "
         f"epochs={cfg.trainer.epochs} · eval={cfg.eval.name} · seed={cfg.seed}"
     )
 
@@ -115,7 +116,7 @@ def _record(cfg: Config, spec: TaskSpec, outcomes, *, status: str, diagnosis: Di
         objective=objective,
         diverged_epoch=last.fit.epochs_run if status == "diverged" else None,
         dataset=dataset_name, task=spec.task, model=cfg.model.name, reg=cfg.reg.name,
-        optimizer=cfg.optimizer.name, lr=cfg.optimizer.lr, batch_size=cfg.optimizer.batch_size,
+        optimizer=cfg.optimizer.name, lr=learning_rate(cfg.optimizer), batch_size=cfg.optimizer.batch_size,
         headline=spec.headline, greater_is_better=spec.greater_is_better, fit_metric=spec.fit_metric,
         train=mean["train"], val=mean["val"], test=mean["test"], baseline=last.baseline,
         best_epoch=diagnosis.best_epoch, epochs_run=epochs_run,

@@ -29,8 +29,8 @@ def _generic(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study
             "This study kind has no automatic check; read the table above against the claim."]
 
 
-# Modules are imported only for the kind a study uses: the statistics behind capacity and
-# regularization pull in scipy.stats (over a second), which an optimizers sweep never needs.
+# Modules are imported only for the kind a study uses: a claim check and the statistics
+# behind it (scipy.stats, over a second to import) load only when a study asks for them.
 CHECKS: Registry[ClaimCheck] = Registry("study.kind", what="claim check", where="dlrun.report.claims")
 CHECKS.register("generic", _generic)
 CHECKS.register("capacity", "dlrun.report.claims.capacity:check")
