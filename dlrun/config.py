@@ -500,9 +500,6 @@ def _validate_transfer(m: Any, cfg: Any) -> None:
     if weights not in (None, "imagenet", "none"):
         _check(os.path.isfile(os.path.expanduser(weights)),
                f"model.weights: no file at {weights}; give imagenet, none or a weights file for the backbone")
-    _check(cfg.dataset.scaling == "none",
-           f"model=transfer feeds pixels in [0, 1] to the backbone's own preprocessing; "
-           f"set dataset.scaling=none (got {cfg.dataset.scaling})")
     _check(m.unfreeze >= 1, f"model.unfreeze must be at least 1, got {m.unfreeze}")
     if m.fine_tune_lr is not None:
         _positive("model.fine_tune_lr", m.fine_tune_lr)

@@ -45,6 +45,7 @@ from dlrun.errors import ConfigError
 from dlrun.record import Section
 
 if TYPE_CHECKING:
+    from dlrun.data.table import Splits
     from dlrun.stages import FoldOutcome, Phase
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,13 @@ class Transfer(Capability):
     def __init__(self, cfg: Config):
         self.model = cfg.model
         self.trainable: dict[str, int] = {}  # trainable parameters per phase, as each began
+
+    def prepare(self, splits: Splits, ctx: FoldContext) -> Splits:
+        """Refuse inputs that are not pixels in [0, 1], which the backbone's preprocessing expects."""
+        if ctx.cfg.dataset.scaling != "none":
+            raise ConfigError(f"model=transfer feeds pixels in [0, 1] to the backbone's own preprocessing; "
+                              f"set dataset.scaling=none (got {ctx.cfg.dataset.scaling})")
+        return splits
 
     def phases(self, phases: list[Phase], ctx: FoldContext) -> list[Phase]:
         (plan,) = phases  # the single phase of trainer.epochs and the optimizer group

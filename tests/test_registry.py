@@ -108,7 +108,7 @@ dlrun.models.register_model("tiny", "dlrun.models.mlp:from_config", width=4, dep
 def test_a_registered_model_is_listed_by_help_and_composes_without_a_yaml_file(tmp_path):
     helped = _cli(_TINY, "--help", cwd=tmp_path)
     assert helped.returncode == 0, helped.stderr
-    assert "model: cnn, logreg, mlp, tiny\n" in helped.stdout
+    assert "model: cnn, logreg, mlp, tiny, transfer\n" in helped.stdout
 
     job = _cli(_TINY, "model=tiny", "trainer.epochs=1", "--cfg", "job", cwd=tmp_path)
     assert job.returncode == 0, job.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from dlrun.config import DatasetConfig, validate
 from dlrun.data.digit_subsets import TEST_PER_CLASS, load
@@ -47,7 +48,6 @@ def test_digit_subsets_refuse_digits_and_sizes_they_cannot_serve():
     (["model.backbone=mobilenet_v2", "model.mode=partial"], "model.mode='partial' is not one of"),
     (["model.backbone=source"], "model.backbone=source needs model.source"),
     (["model.backbone=mobilenet_v2", "model.weights=/no/such.h5"], "model.weights: no file at /no/such.h5"),
-    (["model.backbone=mobilenet_v2", "dataset.scaling=standard"], "set dataset.scaling=none"),
     (["model.backbone=mobilenet_v2", "model.mode=fine_tune", "trainer.epochs=10", "model.fine_tune_epochs=10"],
      r"model.fine_tune_epochs must be in \[1, trainer.epochs - 1\]"),
 ])
@@ -55,6 +55,15 @@ def test_transfer_keys_are_checked_before_tensorflow_starts(overrides, message):
     cfg = compose_config(["dataset=mnist_digits", "model=transfer", *overrides])
     with pytest.raises(ConfigError, match=message):
         validate(cfg)
+
+
+def test_transfer_refuses_scaled_inputs_before_it_builds_anything():
+    from dlrun.capabilities import FoldContext, capabilities_for
+
+    cfg = OmegaConf.to_object(compose_config(["dataset=mnist_digits", "model=transfer", "dataset.scaling=standard"]))
+    (transfer,) = [c for c in capabilities_for(cfg) if c.name == "transfer"]
+    with pytest.raises(ConfigError, match="set dataset.scaling=none"):
+        transfer.prepare(None, FoldContext(cfg=cfg, run_dir=Path("."), fold=0, folds=1))
 
 
 def test_the_course5_preset_composes_with_its_source_and_its_sweep():
