@@ -220,13 +220,13 @@ def test_a_users_image_folder_learns_on_a_saved_runs_backbone(tmp_path, source):
 
 @pytest.mark.slow
 def test_course5_end_to_end_on_a_tiny_target(tmp_path, dlrun_cli):
-    """The preset, shrunk: the source trained once (cached), two sizes, scratch and fine-tuning, two seeds."""
+    """The preset, shrunk: the source trained once (cached), two sizes, scratch and feature
+    extraction (fine-tuning's two phases are run by the resume test), two seeds."""
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     source = ["dataset=mnist_digits", "dataset.classes=[0,1,2,3,4]", "dataset.per_class=10", "model=cnn",
               "model.filters=4", "trainer.epochs=1", "diagnosis.reference=none", "seed=0"]
     args = ["experiment=transfer", "model.source=[" + ",".join(f"'{o}'" for o in source) + "]",
-            "trainer.epochs=2", "model.fine_tune_epochs=1", "dataset.per_class=5,10", "seed=0,1",
-            "model.mode=scratch,fine_tune",
+            "trainer.epochs=2", "dataset.per_class=5,10", "seed=0,1", "model.mode=scratch,feature_extraction",
             "hydra/launcher=basic", "hydra.sweep.dir=sweep"]
     done = dlrun_cli(args, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -235,7 +235,7 @@ def test_course5_end_to_end_on_a_tiny_target(tmp_path, dlrun_cli):
     assert "### 2. The gap closes as data grows" in text
     verdict = next(line for line in text.splitlines() if line.startswith("**Verdict: "))
     assert verdict.split(":")[1].split("**")[0].strip() in ("supported", "not supported", "inconclusive")
-    assert "| 5 | fine_tune | 2 |" in text and "| 10 | scratch | 2 |" in text
+    assert "| 5 | feature_extraction | 2 |" in text and "| 10 | scratch | 2 |" in text
     (cached,) = (tmp_path / "cache" / "dlrun" / "sources").glob("source-*/model.keras")
     assert f"its run folder `{cached.parent}`" in text
     runs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
