@@ -219,11 +219,17 @@ def _dataset(tuning: Tuning) -> str | None:
 
 
 def _plot(tunings: list[Tuning], methods: list[str], metric: str, path: Path) -> Path:
-    """Best validation score so far against trials: each method's mean, with its range over seeds."""
+    """Best validation score so far against trials: each method's mean, with its range over seeds.
+
+    Left every trial; right the last half, zoomed, where the methods part (at one tuner seed
+    they share their random start).
+    """
+    from matplotlib.ticker import MaxNLocator
+
     from dlrun.report.files import save_figure
     from dlrun.report.plots import plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for i, m in enumerate(methods):
         curves = [t.curve for t in tunings if t.method == m]
         n = min(len(c) for c in curves)
@@ -231,12 +237,17 @@ def _plot(tunings: list[Tuning], methods: list[str], metric: str, path: Path) ->
         x = np.arange(1, n + 1)
         with np.errstate(all="ignore"):
             mean, low, high = np.nanmean(stack, 0), np.nanmin(stack, 0), np.nanmax(stack, 0)
-        ax.plot(x, mean, color=f"C{i}", lw=2 if m != BASELINE else 1.5, ls="--" if m == BASELINE else "-",
-                label=f"{m} ({len(curves)} seeds)")
-        ax.fill_between(x, low, high, color=f"C{i}", alpha=0.12)
-    ax.set_xlabel("trial")
-    ax.set_ylabel(f"best validation {metric} so far")
-    ax.set_title("best so far: mean over tuner seeds, band from the worst to the best seed", fontsize=9)
-    ax.legend(fontsize=8)
+        for ax, start in zip(axes, (0, n // 2), strict=True):
+            ax.plot(x[start:], mean[start:], color=f"C{i}", lw=2 if m != BASELINE else 1.5,
+                    ls="--" if m == BASELINE else "-", marker="." if start else None,
+                    label=f"{m} ({len(curves)} seeds)")
+            ax.fill_between(x[start:], low[start:], high[start:], color=f"C{i}", alpha=0.12)
+    for ax, title in zip(axes, ("every trial", "the last half, zoomed"), strict=True):
+        ax.set_xlabel("trial")
+        ax.set_ylabel(f"best validation {metric} so far")
+        ax.set_title(title, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend(fontsize=8)
+    fig.suptitle("best so far: mean over tuner seeds, band from the worst to the best seed", fontsize=10)
     fig.tight_layout()
     return save_figure(path, fig)
