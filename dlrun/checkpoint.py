@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,15 +224,20 @@ class EpochCheckpoint(keras.callbacks.Callback):
         peers: the other callbacks of this training; the state of those in
             :data:`CALLBACK_STATE` is saved and, from ``resumed``, restored.
         resumed: the checkpoint this training resumes from, if any.
+        min_seconds: an epoch due for a save is skipped when the last save (or the start of
+            training) is more recent than this. Defaults to 0 (never skipped).
     """
 
     def __init__(
         self, path: Path, *, every: int = 1, fold: int = 0, phase: int = 0, phase_start: int = 0,
         history: list[dict[str, float]] | None = None, fingerprint: str = "",
         peers: list[keras.callbacks.Callback] = (), resumed: Checkpoint | None = None,
+        min_seconds: float = 0.0,
     ):
         super().__init__()
         self.path, self.every, self.fold = Path(path), every, fold
+        self.min_seconds = min_seconds
+        self._last_save = time.monotonic()
         self.phase, self.phase_start = phase, phase_start
         self.history = history if history is not None else []
         self.fingerprint = fingerprint
@@ -258,7 +264,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
-        if self.every and done % self.every == 0:
+        if self.every and done % self.every == 0 and time.monotonic() - self._last_save >= self.min_seconds:
             # The first save of this training writes the fold's rows so far (a resume, a new
             # phase, a new fold); later ones append only what is new.
             save(self.path, self.model, epoch=done, fold=self.fold, history=self.history,
@@ -266,3 +272,4 @@ class EpochCheckpoint(keras.callbacks.Callback):
                  fingerprint=self.fingerprint, callbacks=self.peers, phase=self.phase,
                  phase_start=self.phase_start)
             self._saved_rows = len(self.history)
+            self._last_save = time.monotonic()

@@ -175,6 +175,9 @@ class TrainerConfig:
     reduce_lr_on_plateau: bool = False
     resume: bool = False  # continue from the last epoch checkpoint in the run folder
     checkpoint_every: int = 10  # epochs between resumable checkpoints (each costs a save); 0: off
+    # ...and at least this many seconds between two saves, so that short epochs do not pay a
+    # save (a few milliseconds, more on a busy disk) every few epochs; 0: every checkpoint_every
+    checkpoint_seconds: float = 0.0
 
 
 @dataclass
@@ -454,6 +457,7 @@ def validate(cfg: Any) -> None:
     _choice("trainer.device", t.device, DEVICES)
     _choice("trainer.progress", t.progress, PROGRESS)
     _choice("trainer.loop", t.loop, LOOPS)
+    _check(t.checkpoint_seconds >= 0, f"trainer.checkpoint_seconds must be 0 or more, got {t.checkpoint_seconds}")
     _check(t.checkpoint_every >= 0,
            f"trainer.checkpoint_every must be 0 (off) or more, got {t.checkpoint_every}")
     _check(t.threads >= 0, f"trainer.threads must be 0 (auto) or more, got {t.threads}")

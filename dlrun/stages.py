@@ -144,6 +144,7 @@ def train_phases(
             callbacks.append(ckpt.EpochCheckpoint(  # last: it restores the others' state on resume
                 path, every=cfg.trainer.checkpoint_every, fold=ctx.fold, phase=p, phase_start=start,
                 history=history, fingerprint=fingerprint, peers=callbacks, resumed=restored,
+                min_seconds=cfg.trainer.checkpoint_seconds,
             ))
         fit = train(
             model, splits, spec, optimizer=optimizer, epochs=start + phase.epochs,

@@ -157,7 +157,7 @@ def test_resuming_a_finished_run_leaves_it_as_it_is_and_a_short_resume_is_refuse
     from dlrun.errors import ConfigError
     from dlrun.run import run_job
 
-    args = ["trainer.epochs=6", "trainer.checkpoint_every=2", *QUIET]
+    args = ["trainer.epochs=6", "trainer.checkpoint_every=2", "trainer.checkpoint_seconds=0", *QUIET]
     run_job(compose_config(args), tmp_path / "run")
     before = (tmp_path / "run" / "metrics.json").read_bytes()
     run_job(compose_config([*args, "trainer.resume=true"]), tmp_path / "run")
@@ -167,5 +167,5 @@ def test_resuming_a_finished_run_leaves_it_as_it_is_and_a_short_resume_is_refuse
     record["status"] = "interrupted"
     (tmp_path / "run" / "metrics.json").write_text(json.dumps(record))
     with pytest.raises(ConfigError, match=r"is at epoch 6, past trainer.epochs=4; resume with trainer.epochs=6"):
-        run_job(compose_config(["trainer.epochs=4", "trainer.checkpoint_every=2", "trainer.resume=true",
+        run_job(compose_config(["trainer.epochs=4", "trainer.checkpoint_every=2", "trainer.checkpoint_seconds=0", "trainer.resume=true",
                                 *QUIET]), tmp_path / "run")

@@ -319,7 +319,7 @@ def test_resume_keeps_early_stopping_and_plateau_state(tmp_path, monkeypatch):
     from dlrun.run import run_job
 
     args = ["reg=early_stopping", "reg.patience=8", "trainer.reduce_lr_on_plateau=true",
-            "trainer.epochs=200", "trainer.checkpoint_every=1", "optimizer.lr=0.01",
+            "trainer.epochs=200", "trainer.checkpoint_every=1", "trainer.checkpoint_seconds=0", "optimizer.lr=0.01",
             "dataset.max_rows=200", *TINY]
     run_job(compose_config(args), tmp_path / "full")
     full = _metrics(tmp_path / "full")
@@ -362,7 +362,8 @@ def _start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
 @pytest.mark.slow
 def test_sigterm_then_resume_reaches_the_metrics_of_an_uninterrupted_run(tmp_path):
     # Dropout and Adam: the resumed run must restore the dropout RNG and the optimizer moments.
-    args = ["trainer.epochs=25", "reg=dropout", "optimizer.batch_size=4", "dataset.max_rows=240", *TINY]
+    args = ["trainer.epochs=25", "reg=dropout", "optimizer.batch_size=4", "dataset.max_rows=240",
+            "trainer.checkpoint_seconds=0", *TINY]
     full, cut = tmp_path / "full", tmp_path / "cut"
     done = run_cli([*args, f"hydra.run.dir={full}"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -394,7 +395,7 @@ def test_sigterm_then_resume_reaches_the_metrics_of_an_uninterrupted_run(tmp_pat
 def test_an_interrupted_sweep_still_reports_the_jobs_that_finished(tmp_path):
     sweep = tmp_path / "sweep"
     proc = _start_cli(["-m", f"hydra.sweep.dir={sweep}", "dataset=digits", "dataset.max_rows=300",
-                       "trainer.epochs=400", "trainer.checkpoint_every=1", "seed=0,1,2", *TINY], cwd=tmp_path)
+                       "trainer.epochs=400", "trainer.checkpoint_every=1", "trainer.checkpoint_seconds=0", "seed=0,1,2", *TINY], cwd=tmp_path)
     # Job 0 finished and job 1 has checkpointed an epoch: stop the sweep there.
     deadline = time.monotonic() + 180
     while not (sweep / "1" / "checkpoint" / "state.npz").exists() and time.monotonic() < deadline:

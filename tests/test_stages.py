@@ -205,7 +205,7 @@ def _two_phase_run(tmp_path, monkeypatch, name: str, *, stop_after=None, resume=
     from dlrun.run import run_job
 
     monkeypatch.setitem(capabilities._REGISTRY, "two_phases", lambda cfg: _TwoPhases(stop_after))
-    cfg = compose_config(["trainer.progress=none", "trainer.checkpoint_every=1", "reg=dropout",
+    cfg = compose_config(["trainer.progress=none", "trainer.checkpoint_every=1", "trainer.checkpoint_seconds=0", "reg=dropout",
                           f"trainer.resume={str(resume).lower()}", "optimizer.lr=0.01"])
     OmegaConf.set_struct(cfg, False)
     run_job(cfg, tmp_path / name)
