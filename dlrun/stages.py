@@ -34,12 +34,17 @@ class Phase:
         optimizer: its optimizer and learning rate.
         trainable: sets ``layer.trainable`` on the model before the phase starts (None:
             leave the model as built).
+        fit_on: ``(model, splits) -> (trained, data)``: the network and data the phase
+            fits, sharing their weights with the model (None: the model on the splits).
+            Transfer learning's frozen backbone: its head alone on the backbone's
+            features, computed once.
     """
 
     name: str
     epochs: int
     optimizer: OptimizerConfig
     trainable: Callable[[Any], None] | None = None
+    fit_on: Callable[[Any, Splits], tuple[Any, Splits]] | None = None
 
 
 @dataclass
@@ -136,9 +141,10 @@ def train_phases(
             continue
         if phase.trainable is not None:
             phase.trainable(model)
-        steps = int(np.ceil(len(splits.train.y) / phase.optimizer.batch_size))
+        trained, data = phase.fit_on(model, splits) if phase.fit_on is not None else (model, splits)
+        steps = int(np.ceil(len(data.train.y) / phase.optimizer.batch_size))
         optimizer = build_optimizer(phase.optimizer, steps_per_epoch=steps, epochs=phase.epochs)
-        restored = ckpt.restore(path, model, optimizer) if done is not None and p == first else None
+        restored = ckpt.restore(path, trained, optimizer) if done is not None and p == first else None
         callbacks = [cb for cap in capabilities for cb in cap.callbacks(ctx)]
         if checkpoint and cfg.trainer.checkpoint_every:
             callbacks.append(ckpt.EpochCheckpoint(  # last: it restores the others' state on resume
@@ -147,7 +153,7 @@ def train_phases(
                 min_seconds=cfg.trainer.checkpoint_seconds,
             ))
         fit = train(
-            model, splits, spec, optimizer=optimizer, epochs=start + phase.epochs,
+            trained, data, spec, optimizer=optimizer, epochs=start + phase.epochs,
             batch_size=phase.optimizer.batch_size, callbacks=callbacks, loop=cfg.trainer.loop,
             on_epoch=_kept(history, on_epoch, phase.name if len(phases) > 1 else None, live), seed=cfg.seed,
             initial_epoch=restored.epoch if restored else start, history=history,

@@ -89,6 +89,29 @@ def freeze_backbone(model: Any) -> None:
     backbone(model).trainable = False
 
 
+def head_on_features(model: Any, splits: Splits) -> tuple[Any, Splits]:
+    """The head alone, and the training and validation images through the frozen backbone,
+    computed once (in inference mode): each epoch then costs the head's work only.
+
+    The head's layers are the model's own, so training it trains the model.
+    """
+    import keras
+    import numpy as np
+
+    from dlrun.train import predict
+
+    base = backbone(model)
+    head_layers = model.layers[model.layers.index(base) + 1:]
+    features = keras.Model(model.input, head_layers[0].input)
+    x = inputs = keras.Input(shape=tuple(features.output.shape[1:]), name="backbone_features")
+    for layer in head_layers:  # the head is a chain: Dense layers, dropout, the output
+        x = layer(x)
+    head = keras.Model(inputs, x, name="head")
+    parts = {name: replace(getattr(splits, name), x=predict(features, getattr(splits, name).x).astype(np.float32))
+             for name in ("train", "val")}
+    return head, replace(splits, **parts, image_shape=None)
+
+
 def unfreeze_top(model: Any, count: int) -> None:
     """The head and the top ``count`` layers of the backbone with weights (batch norm not
     counted) train; batch norm stays frozen."""
@@ -113,6 +136,9 @@ class Transfer(Capability):
 
     def __init__(self, cfg: Config):
         self.model = cfg.model
+        # A frozen backbone's features are computed once, unless augmentation changes the
+        # images every epoch.
+        self.cached = head_on_features if cfg.augment.name == "none" else None
         self.trainable: dict[str, int] = {}  # trainable parameters per phase, as each began
 
     def prepare(self, splits: Splits, ctx: FoldContext) -> Splits:
@@ -128,11 +154,12 @@ class Transfer(Capability):
         if m.mode == "scratch":
             return self._counted([replace(plan, trainable=train_everything)])
         if m.mode == "feature_extraction":
-            return self._counted([replace(plan, trainable=freeze_backbone)])
+            return self._counted([replace(plan, trainable=freeze_backbone, fit_on=self.cached)])
         tune_epochs = m.fine_tune_epochs or max(1, plan.epochs // 2)
         tune_lr = m.fine_tune_lr if m.fine_tune_lr is not None else plan.optimizer.lr / 10
         return self._counted([
-            replace(plan, name="head", epochs=plan.epochs - tune_epochs, trainable=freeze_backbone),
+            replace(plan, name="head", epochs=plan.epochs - tune_epochs, trainable=freeze_backbone,
+                    fit_on=self.cached),
             replace(plan, name="fine_tune", epochs=tune_epochs, optimizer=replace(plan.optimizer, lr=tune_lr),
                     trainable=lambda model: unfreeze_top(model, m.unfreeze)),
         ])

@@ -166,7 +166,7 @@ def _fine_tune_run(tmp_path, monkeypatch, source, name: str, *, stop_after=None,
     monkeypatch.setitem(capabilities._REGISTRY, "stop_after", _StopAfter(stop_after))
     cfg = compose_config(["dataset=mnist_digits", "dataset.classes=[5,6,7,8,9]", "dataset.per_class=10",
                           "model=transfer", f"model.backbone={source}", "model.mode=fine_tune",
-                          "trainer.epochs=4", "model.fine_tune_epochs=2", "trainer.checkpoint_every=1",
+                          "trainer.epochs=4", "model.fine_tune_epochs=2", "trainer.checkpoint_every=1", "trainer.checkpoint_seconds=0",
                           "trainer.progress=none", "diagnosis.reference=none", "optimizer.lr=0.01",
                           f"trainer.resume={str(resume).lower()}"])
     OmegaConf.set_struct(cfg, False)
@@ -240,3 +240,23 @@ def test_course5_end_to_end_on_a_tiny_target(tmp_path, dlrun_cli):
     assert f"its run folder `{cached.parent}`" in text
     runs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
     assert len(runs) == 8 and all(json.loads(r.read_text())["status"] == "ok" for r in runs)
+
+
+def test_a_frozen_backbone_computes_its_features_once_unless_augmentation_changes_the_images(source):
+    from dlrun.data.table import Part, Splits
+    from dlrun.transfer import head_on_features
+
+    base = [f"model.backbone={source}", "trainer.epochs=4"]
+    _, _, phases = _plan([*base, "model.mode=fine_tune"])
+    assert phases[0].fit_on is head_on_features and phases[1].fit_on is None  # phase 2 trains the backbone
+    assert _plan([*base, "augment=basic"])[2][0].fit_on is None
+    cfg, _, (phase,) = _plan([*base, "model.mode=feature_extraction"])
+    model = _build(cfg)
+    phase.trainable(model)
+    rng = np.random.default_rng(0)
+    part = lambda n: Part(rng.random((n, 784), dtype=np.float32), rng.integers(0, 5, n))  # noqa: E731
+    splits = Splits(part(6), part(4), part(3), "multiclass", list("abcde"), [], image_shape=(28, 28, 1))
+    head, features = head_on_features(model, splits)
+    assert features.train.x.shape == (6, 392) and features.test is splits.test
+    np.testing.assert_allclose(head(features.val.x), model(splits.val.x), atol=1e-5)
+    assert [w.name for w in head.trainable_weights] == [w.name for w in model.trainable_weights]
