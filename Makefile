@@ -116,7 +116,7 @@ fairness: $(STAMP)
 	$(DLRUN) experiment=fairness hydra.sweep.dir=$(COURSES)/fairness \
 	    $(if $(ADULT),dataset=credit_synthetic$(comma)adult dataset.path=$(abspath $(ADULT)))
 
-reproduce: course1 course2 course3
+reproduce: course1 course2 course3 course4 course5 course6
 
 clean:
 	rm -rf outputs/runs outputs/sweeps multirun
