@@ -76,6 +76,18 @@ def _resume_fold(cfg: Config, run_dir: Path) -> int | None:
     return state.fold
 
 
+# Files every run writes: a folder in one's place would fail the run after training.
+_OUTPUT_FILES = ("metrics.json", "history.csv", "summary.md", "curves.png")
+
+
+def _check_outputs(run_dir: Path) -> None:
+    """Refuse, before any work, a run folder where a result file's name is taken by a folder."""
+    taken = [name for name in _OUTPUT_FILES if (run_dir / name).is_dir()]
+    if taken:
+        raise ConfigError(f"{run_dir} has a folder named {', '.join(taken)} where the run writes that file; "
+                          "remove it or choose another hydra.run.dir")
+
+
 def _finished(run_dir: Path, epochs: int):
     """The record of a run in ``run_dir`` that has nothing left to train, else None.
 
@@ -162,6 +174,7 @@ def _run(cfg: Config, run_dir: Path, *, overrides: list[str]) -> float:
         if done is not None:  # resuming a sweep, or a run twice: finished work stays as it is
             log.info("%s finished before (status %s); left as it is: nothing to resume", run_dir, done.status)
             return math.nan if done.objective is None else done.objective
+    _check_outputs(run_dir)
     table = _load(cfg)  # before TensorFlow starts: bad data answers fast
     runtime.import_tensorflow()  # its start-up lines go to run.log, whichever module needs it first
     resume_fold = _resume_fold(cfg, run_dir) if cfg.trainer.resume else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -137,6 +138,9 @@ def load_weights(model: keras.Model, path: str) -> LoadedWeights:
     file = Path(path).expanduser()
     if not file.is_file():
         raise ConfigError(f"model.weights: no file at {file}; give a .weights.h5 file or a .keras model")
+    if file.name.endswith(".keras") and not zipfile.is_zipfile(file):
+        raise ConfigError(f"model.weights={path!r} is not a Keras model file (a .keras file is a zip archive, "
+                          "this one is not: truncated or something else); save it again with trainer.save_model=true")
     result = LoadedWeights(source=str(file))
     try:
         with warnings.catch_warnings():

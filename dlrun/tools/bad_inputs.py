@@ -152,6 +152,9 @@ CASES: list[Case] = [
     Case("missing weights file", ("model.weights={data}/nope.weights.h5",), "model.weights: no file at"),
     Case("weights of the wrong kind", ("model.weights={data}/good.csv",), "must be a .weights.h5 file"),
     Case("corrupt weights file", ("model.weights={data}/corrupt.weights.h5",), "does not fit model"),
+    Case("corrupt .keras model", ("model.weights={data}/corrupt.keras",), "is not a Keras model file"),
+    Case("a folder where metrics.json goes", ("hydra.run.dir={data}/taken_run",),
+         "has a folder named metrics.json where the run writes that file"),
     Case("output folder under a file", ("hydra.run.dir={data}/good.csv/run",), "Not a directory"),
     Case("sweep folder under a file", ("-m", "seed=0,1", "hydra.sweep.dir={data}/good.csv/sweep"),
          "Not a directory"),
@@ -193,6 +196,8 @@ def make_fixtures(root: Path) -> Path:
     (root / "header.csv").write_text("a,b,y\n")
     (root / "binary.csv").write_bytes(bytes(range(128, 256)) * 8)
     (root / "corrupt.weights.h5").write_bytes(b"this is not an HDF5 file")
+    (root / "corrupt.keras").write_bytes(b"this is not a zip archive")
+    (root / "taken_run" / "metrics.json").mkdir(parents=True, exist_ok=True)
     _HELD.append(hold(root / "busy_run"))  # held by this process until it exits
     for kind, content in (("empty", b""), ("truncated", b"PK\x03\x04" + bytes(40)), ("garbage", b"not a checkpoint")):
         (root / f"ckpt_{kind}" / "checkpoint").mkdir(parents=True, exist_ok=True)
