@@ -98,7 +98,7 @@ def test_logreg_is_the_output_layer_alone_whatever_the_depth():
 def test_builders_come_from_the_registry():
     spec = task_spec("binary", 2, np.arange(2))
     with pytest.raises(ConfigError, match=r"model='rnn' has no builder; make sure it is registered in "
-                                          r"dlrun.models \(known: logreg, mlp, cnn\)"):
+                                          r"dlrun.models \(known: logreg, mlp, cnn, transfer\)"):
         build_model(ModelConfig(name="rnn"), NO_REG, input_shape=(4,), spec=spec)
     with pytest.raises(ConfigError, match="model=cnn needs image data"):
         build_model(ModelConfig(name="cnn"), NO_REG, input_shape=(4,), spec=spec)

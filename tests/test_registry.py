@@ -80,7 +80,7 @@ def test_every_shipped_name_resolves_to_a_function(kind, name):
     [
         ("optimizer.name=lion", OPTIMIZERS, "optimizer='lion' is not one of: sgd, momentum"),
         ("model.name=tiny", MODELS, "model='tiny' is not one of: logreg, mlp, cnn"),
-        ("study.kind=fairness", CHECKS, "study.kind='fairness' is not one of: generic, capacity"),
+        ("study.kind=astrology", CHECKS, "study.kind='astrology' is not one of: generic, capacity"),
         ("dataset.name=iris", DATASETS, "dataset.name='iris' is not one of: breast_cancer"),
     ],
 )

@@ -81,7 +81,7 @@ CASES: list[Case] = [
     Case("test size over 1", ("dataset.test_size=1.5",), "dataset.test_size must be in (0, 1)"),
     Case("one fold", ("eval=kfold", "eval.folds=1"), "eval.folds must be at least 2"),
     Case("negative seed", ("seed=-1",), "seed must be in [0, 2**32 - 1]"),
-    Case("unknown study kind", ("study.kind=fairness",), "study.kind='fairness' is not one of"),
+    Case("unknown study kind", ("study.kind=astrology",), "study.kind='astrology' is not one of"),
     Case("target fraction of 0", ("study.target_fraction=0",), "study.target_fraction must be in (0, 1]"),
     Case("unknown device", ("trainer.device=tpu",), "trainer.device='tpu' is not one of"),
     Case("gpu without a gpu", ("trainer.device=gpu",), "sees no GPU", needs_no_gpu=True),

@@ -6,10 +6,11 @@ raises ``TerminatedWorkerError``: the sweep ends there, and the jobs that were r
 the killed one and its neighbours, are lost.
 
 :class:`ResilientJoblibLauncher` is that launcher with one change: after a worker death it
-collects what finished, gives each job that was running one more try, and launches the
-jobs that had not started. A job whose worker dies again is marked ``failed`` in its run
-folder ("its worker process died") and the sweep goes on; the sweep then exits 1 like any
-sweep with a failed job. Settings are hydra-joblib-launcher's own (``n_jobs``, ...).
+collects what finished, runs each job that was running again, alone (loky stops every
+worker, so the job that died cannot be told from its neighbours), then launches the jobs
+that had not started. A job whose worker dies when it runs alone is marked ``failed`` in
+its run folder ("its worker process died") and the sweep goes on; the sweep then exits 1
+like any sweep with a failed job. Settings are hydra-joblib-launcher's own (``n_jobs``, ...).
 
 ``dlrun`` puts this class behind ``hydra/launcher=joblib`` (:func:`use_for_joblib`), so
 presets and command lines that name the joblib launcher get it unchanged.
@@ -31,7 +32,7 @@ from omegaconf import open_dict
 log = logging.getLogger(__name__)
 
 WORKER_DIED = ("its worker process died (killed by a signal, or by the system when memory ran out), "
-               "twice; the job was tried again once")
+               "also when the job ran alone")
 
 
 def use_for_joblib() -> None:
@@ -82,27 +83,34 @@ class ResilientJoblibLauncher(JoblibLauncher):
             log.info("\t#%d : %s", initial_job_idx + i, " ".join(filter_overrides(overrides)))
         state = _core.Singleton.get_state()
         results: dict[int, JobReturn] = {}
-        tried: set[int] = set()
-        pending = [initial_job_idx + i for i in range(len(job_overrides))]
-        while pending:
+
+        def run(indices: list[int], settings: dict[str, Any]) -> None:
+            for idx, ret in Parallel(**settings, return_as="generator_unordered")(
+                delayed(_indexed)(idx, job_overrides[idx - initial_job_idx], self.hydra_context,
+                                  self.config, self.task_function, state)
+                for idx in indices
+            ):
+                results[idx] = ret
+
+        queue = [initial_job_idx + i for i in range(len(job_overrides))]
+        while queue:
             try:
-                for idx, ret in Parallel(**settings, return_as="generator_unordered")(
-                    delayed(_indexed)(idx, job_overrides[idx - initial_job_idx], self.hydra_context,
-                                      self.config, self.task_function, state)
-                    for idx in pending
-                ):
-                    results[idx] = ret
-                pending = []
+                run(queue, settings)
+                queue = []
             except TerminatedWorkerError:
-                left = [idx for idx in pending if idx not in results]
-                running = [idx for idx in left if self._started(idx, job_overrides[idx - initial_job_idx])]
-                dead = [idx for idx in running if idx in tried]
-                for idx in dead:
-                    results[idx] = self._failed(idx, job_overrides[idx - initial_job_idx])
-                tried.update(running)
-                pending = [idx for idx in left if idx not in dead]
-                log.warning("a worker process died; %s tried again, %d job(s) still to run",
-                            ", ".join(f"#{i}" for i in running if i not in dead) or "no job", len(pending))
+                left = [idx for idx in queue if idx not in results]
+                # loky stopped every worker: the jobs that were running cannot be told apart
+                # from the one that died. Each runs again alone; one that dies alone failed.
+                suspects = [idx for idx in left if self._started(idx, job_overrides[idx - initial_job_idx])]
+                log.warning("a worker process died; running %s again one at a time",
+                            ", ".join(f"#{i}" for i in suspects) or "no job")
+                for idx in suspects:
+                    try:
+                        # A single job (n_jobs=1 would run it in this process, which it may kill).
+                        run([idx], {**settings, "n_jobs": 2})
+                    except TerminatedWorkerError:
+                        results[idx] = self._failed(idx, job_overrides[idx - initial_job_idx])
+                queue = [idx for idx in left if idx not in results]
         return [results[initial_job_idx + i] for i in range(len(job_overrides))]
 
     def _run_dir(self, idx: int, overrides: Sequence[str]) -> Path:
