@@ -34,10 +34,10 @@ import pandas as pd
 
 from dlrun.record import RecordError, read_record
 from dlrun.report.claims.stats import (
-    INCONCLUSIVE,
     NOT_SUPPORTED,
     RULE,
     SUPPORTED,
+    combine,
     finished,
     mean_std,
     paired_test,
@@ -182,12 +182,6 @@ def _paired(data: pd.DataFrame, method: str, column: str) -> tuple[np.ndarray, n
         m[common].to_numpy(dtype=float)
 
 
-def _overall(arms: list[str]) -> str:
-    if arms and all(v == SUPPORTED for v in arms):
-        return SUPPORTED
-    if NOT_SUPPORTED in arms:
-        return NOT_SUPPORTED
-    return INCONCLUSIVE
 
 
 def _shrinks(data: pd.DataFrame, mitigations: list[str]) -> list[str]:
@@ -210,8 +204,8 @@ def _shrinks(data: pd.DataFrame, mitigations: list[str]) -> list[str]:
     noise = (f" One test split measures a DP difference to within ± {Z_95 * se:.3f} (1.96 sampling standard "
              "errors, from its group sizes and selection rates), before any seed-to-seed spread."
              if np.isfinite(se) else "")
-    lines = [head, "", f"{_bold(_overall(shrinks))} (every mitigation), at least halved: "
-             f"{_overall(halves)}. {text}. Paired by seed against fairness=audit on the test split.{noise}",
+    lines = [head, "", f"{_bold(combine(shrinks, every=True))} (every mitigation), at least halved: "
+             f"{combine(halves, every=True)}. {text}. Paired by seed against fairness=audit on the test split.{noise}",
              "", *rows]
     if REWEIGHING in mitigations and halves[mitigations.index(REWEIGHING)] != SUPPORTED:
         lines += ["", *_why_reweighing_falls_short(data)]
@@ -263,7 +257,7 @@ def _cost(data: pd.DataFrame, mitigations: list[str]) -> list[str]:
         change = "costs accuracy" if cv == NOT_SUPPORTED else "gains accuracy" if cv == SUPPORTED \
             else "within seed noise"
         rows.append(f"| {m} | {c.interval.text()} (p = {c.p:.3g}) | {change} | {w.interval.text()} | {wv} |")
-    return [head, "", f"{_bold(_overall(within_verdicts))}: the cost of each mitigation in test accuracy, paired by "
+    return [head, "", f"{_bold(combine(within_verdicts, every=True))}: the cost of each mitigation in test accuracy, paired by "
             f"seed against fairness=audit; 'within tolerance' is supported when the cost is significantly under "
             f"{COST_TOLERANCE:.2f} (Holm over the mitigations).", "", *rows]
 

@@ -29,6 +29,7 @@ from dlrun.report.claims.stats import (
     NOT_SUPPORTED,
     RULE,
     SUPPORTED,
+    combine,
     finished,
     mean_std,
     paired_test,
@@ -84,12 +85,6 @@ def _differences(ok: pd.DataFrame, column: str, *, key: str, value: str, base: s
     return (a[common] - b[common]).to_numpy(dtype=float)
 
 
-def _overall(arm_verdicts: list[str]) -> str:
-    if SUPPORTED in arm_verdicts:
-        return SUPPORTED
-    if arm_verdicts and all(v == NOT_SUPPORTED for v in arm_verdicts):
-        return NOT_SUPPORTED
-    return INCONCLUSIVE
 
 
 def _bold(verdict: str) -> str:
@@ -166,7 +161,7 @@ def _resampling(plain: pd.DataFrame, sampling: str) -> list[str]:
         arms.append(arm)
         rows.append(f"| {m} | {tests[2 * i].interval.text()} ({recall}) | {tests[2 * i + 1].interval.text()} "
                     f"({f1}) | {arm} |")
-    overall = _overall(arms)
+    overall = combine(arms, every=False)
     supported = [m for m, a in zip(methods, arms, strict=True) if a == SUPPORTED]
     against = [m for m, a in zip(methods, arms, strict=True) if a == NOT_SUPPORTED]
     text = (f"{', '.join(supported)} raise{'s' if len(supported) == 1 else ''} both beyond seed noise"
@@ -187,7 +182,7 @@ def _augmentation(ok: pd.DataFrame, sampling: str, augment: str) -> list[str]:
     arms = verdicts(tests)
     parts = [f"augment={a}: rare-class recall {t.interval.text()} over {t.interval.n} (sampling, seed) pairs "
              f"(p = {t.p:.3g}, {v})" for a, t, v in zip(others, tests, arms, strict=True)]
-    return [head, "", f"{_bold(_overall(arms))}: " + "; ".join(parts) + "."]
+    return [head, "", f"{_bold(combine(arms, every=False))}: " + "; ".join(parts) + "."]
 
 
 def _plot_matrices(ok: pd.DataFrame, sampling: str, augment: str, path: Path) -> Path:

@@ -27,10 +27,10 @@ import pandas as pd
 import yaml
 
 from dlrun.report.claims.stats import (
-    INCONCLUSIVE,
     NOT_SUPPORTED,
     RULE,
     SUPPORTED,
+    combine,
     mean_std,
     paired_test,
     verdicts,
@@ -143,12 +143,6 @@ def _differences(table: pd.DataFrame, method: str, column: str, *, sign: float) 
     return sign * (a[common] - b[common]).to_numpy(dtype=float)
 
 
-def _overall(arms: list[str]) -> str:
-    if SUPPORTED in arms:
-        return SUPPORTED
-    if arms and all(v == NOT_SUPPORTED for v in arms):
-        return NOT_SUPPORTED
-    return INCONCLUSIVE
 
 
 def _verdict(table: pd.DataFrame, methods: list[str], budgets: list[int], *, maximize: bool,
@@ -169,7 +163,7 @@ def _verdict(table: pd.DataFrame, methods: list[str], budgets: list[int], *, max
     for m, t, tv, v, vv in zip(arms, test, test_verdicts, val, val_verdicts, strict=True):
         rows.append(f"| {m} | {t.interval.text()} (p = {t.p:.3g}, {t.interval.n} seeds) | {tv} | "
                     f"{v.interval.text()} (p = {v.p:.3g}) | {vv} |")
-    overall, searched = _overall(test_verdicts), _overall(val_verdicts)
+    overall, searched = combine(test_verdicts, every=False), combine(val_verdicts, every=False)
     better = [m for m, v in zip(arms, test_verdicts, strict=True) if v == SUPPORTED]
     worse = [m for m, v in zip(arms, test_verdicts, strict=True) if v == NOT_SUPPORTED]
     if better:
