@@ -182,8 +182,6 @@ def _paired(data: pd.DataFrame, method: str, column: str) -> tuple[np.ndarray, n
         m[common].to_numpy(dtype=float)
 
 
-
-
 def _shrinks(data: pd.DataFrame, mitigations: list[str]) -> list[str]:
     head = "### 2. Mitigation shrinks the disparity"
     shrink, halve, ratios = [], [], []

@@ -85,8 +85,6 @@ def _differences(ok: pd.DataFrame, column: str, *, key: str, value: str, base: s
     return (a[common] - b[common]).to_numpy(dtype=float)
 
 
-
-
 def _bold(verdict: str) -> str:
     return f"**{verdict.capitalize()}**"
 

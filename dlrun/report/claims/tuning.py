@@ -143,8 +143,6 @@ def _differences(table: pd.DataFrame, method: str, column: str, *, sign: float) 
     return sign * (a[common] - b[common]).to_numpy(dtype=float)
 
 
-
-
 def _verdict(table: pd.DataFrame, methods: list[str], budgets: list[int], *, maximize: bool,
              metric: str) -> list[str]:
     head = "### Model-based search against random search, paired by tuner seed"
