@@ -244,6 +244,9 @@ class TunerConfig:
     seed: int = 0  # the search's own seed; the jobs keep the root seed (same split, same init)
     grid_points: int = 5  # grid: values taken from each interval (geometric under tag(log, ...))
     refit: bool = True  # retrain the best trial on train + validation and score it once on test
+    # the refit's epochs: null keeps the trials' trainer.epochs; more lets a search run at low
+    # cost (short trials) and the one final model train to the end
+    refit_epochs: int | None = None
 
 
 @dataclass
@@ -533,3 +536,5 @@ def validate_tuner(tuner: Any) -> None:
            f"tuner.acq_optimizer=lbfgs needs tuner=gp (trees have no gradients), got tuner={tuner.name}")
     _check(tuner.seed >= 0, f"tuner.seed must be 0 or more, got {tuner.seed}")
     _check(tuner.grid_points >= 2, f"tuner.grid_points must be at least 2, got {tuner.grid_points}")
+    _check(tuner.refit_epochs is None or tuner.refit_epochs >= 1,
+           f"tuner.refit_epochs must be at least 1 (or null: the trials' epochs), got {tuner.refit_epochs}")

@@ -108,7 +108,8 @@ def tune(space: SearchSpace, settings: TunerConfig, *, folder: Path, launch: Lau
     log.info("best trial %d: validation %s %.4f (%s)", best.number, metric, best.score,
              ", ".join(f"{k}={v}" for k, v in best.params.items()))
     if settings.refit:
-        _refit(tuner, folder=folder, launch=launch, job=next_job, metric=metric, command=command)
+        _refit(tuner, folder=folder, launch=launch, job=next_job, metric=metric, command=command,
+               epochs=settings.refit_epochs)
     return tuner
 
 
@@ -155,11 +156,14 @@ def _log_batch(tuner: Tuner, trials: list[Trial]) -> None:
                  tuner.n_calls, what, f"{best.score:.4f}" if best else "none yet")
 
 
-def _refit(tuner: Tuner, *, folder: Path, launch: Launch, job: int, metric: str, command: str) -> None:
-    """Retrain the best trial on train + validation and score it once on test (best_config.yaml notes it)."""
+def _refit(tuner: Tuner, *, folder: Path, launch: Launch, job: int, metric: str, command: str,
+           epochs: int | None = None) -> None:
+    """Retrain the best trial on train + validation (for ``epochs``, when given: ``tuner.refit_epochs``)
+    and score it once on test (best_config.yaml notes it)."""
     best = tuner.best()
+    longer = [f"trainer.epochs={epochs}"] if epochs is not None else []
     try:
-        (result,) = launch([[*tuner.space.overrides(best.point), REFIT, REFIT_SUBDIR]], job)
+        (result,) = launch([[*tuner.space.overrides(best.point), REFIT, REFIT_SUBDIR, *longer]], job)
     except Exception as err:  # the tuning is done and written: a failed refit must not hide it
         log.warning("the refit of the best trial could not run: %s", err)
         return
@@ -170,4 +174,5 @@ def _refit(tuner: Tuner, *, folder: Path, launch: Launch, job: int, metric: str,
     log.info("refit of the best trial on train + validation: test %s %.4f (%s)", metric, read.test,
              result.run_dir)
     write_best_config(folder, tuner, metric=metric, command=command,
-                      refit={"run_dir": str(result.run_dir), f"test_{metric}": read.test})
+                      refit={"run_dir": str(result.run_dir), f"test_{metric}": read.test,
+                             **({"epochs": epochs} if epochs is not None else {})})

@@ -329,3 +329,13 @@ def test_the_tuning_course_preset_composes_with_the_tutorial_space(cfg_factory):
 def test_bad_tuner_settings_are_refused(cfg_factory, override, says):
     with pytest.raises(ConfigError, match=says):
         validate(cfg_factory(["tuner=forest", override]))
+
+
+def test_the_refit_trains_for_tuner_refit_epochs_when_given(tmp_path):
+    launch = FakeLaunch(tmp_path)
+    space = read_space([*SPACE, "trainer.epochs=5"])
+    tune(space, TunerConfig(name="random", n_calls=3, refit_epochs=20), folder=tmp_path, launch=launch)
+    trial_overrides, refit_overrides = launch.jobs[0][1], launch.jobs[-1][1]
+    assert "trainer.epochs=5" in trial_overrides and "trainer.epochs=20" not in trial_overrides
+    assert refit_overrides[-1] == "trainer.epochs=20"  # last: it wins over the trials' value
+    assert yaml.safe_load((tmp_path / "best_config.yaml").read_text())["refit"]["epochs"] == 20
