@@ -12,6 +12,7 @@ one-hot encoded.)
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -236,7 +237,10 @@ def make_splits(
     )
     notes = dict(table.notes)
     if transformer is not None:
-        xs = [transformer.fit_transform(x_parts[0]), *(transformer.transform(p) for p in x_parts[1:])]
+        # Overflowing values (1e300 squared) are refused by name just below, not in warnings.
+        with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            xs = [transformer.fit_transform(x_parts[0]), *(transformer.transform(p) for p in x_parts[1:])]
         names = [str(n) for n in transformer.get_feature_names_out()] if hasattr(
             transformer, "get_feature_names_out"
         ) and frame else _default_names(table.x)
