@@ -6,7 +6,8 @@ middle of a save leaves the previous checkpoint intact. The file holds every mod
 variable (weights, batch-norm statistics and the dropout layers' seed-generator state),
 every optimizer variable (iteration count, moments), the epoch and how many history rows
 it covers; the rows themselves are appended to ``<run>/checkpoint/history.jsonl`` before
-each save, so a save costs the same at epoch 10 and at epoch 10,000, and :func:`restore` puts a freshly built model back exactly where training stopped. It also
+each save, so a save costs the same at epoch 10 and at epoch 10,000. :func:`restore` puts
+a freshly built model back exactly where training stopped. It also
 holds what EarlyStopping and ReduceLROnPlateau keep in memory (patience counters, best
 value, EarlyStopping's best weights), which Keras resets when training starts: a resumed
 run stops, and lowers its learning rate, at the same epochs as an uninterrupted one.
@@ -106,7 +107,12 @@ def write_history(path: Path, rows: list[dict[str, float]], *, append: bool) -> 
         f.flush()
 
 
-def _read_history(path: Path, rows: int) -> list[dict[str, float]]:
+def _history(path: Path, meta: dict[str, Any]) -> list[dict[str, float]]:
+    """The rows a state covers: the first ``history_rows`` of ``history.jsonl`` (a state
+    written before the rows moved out of it holds them itself)."""
+    if "history" in meta:
+        return meta["history"]
+    rows = meta["history_rows"]
     with open(_history_path(path), encoding="utf-8") as f:
         history = [json.loads(line) for _, line in zip(range(rows), f, strict=False)]
     if len(history) != rows:
@@ -155,14 +161,13 @@ def read(path: Path) -> Checkpoint:
             meta = json.loads(str(data["meta"]))
         for key in ("epoch", "fold", "fingerprint", "n_model", "n_opt"):
             meta[key]  # noqa: B018  (a KeyError names what is missing)
-        if "history" not in meta:  # older checkpoints held the rows themselves
-            meta["history"] = _read_history(path, meta["history_rows"])
+        history = _history(path, meta)
     except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as err:
         raise ConfigError(
             f"the checkpoint {path} cannot be read ({type(err).__name__}: it is empty, truncated or not "
             "dlrun's); delete the checkpoint folder and run again without trainer.resume"
         ) from None
-    return Checkpoint(meta["epoch"], meta["fold"], meta["history"], meta["fingerprint"],
+    return Checkpoint(meta["epoch"], meta["fold"], history, meta["fingerprint"],
                       phase=meta.get("phase", 0), phase_start=meta.get("phase_start", 0))
 
 
@@ -201,8 +206,7 @@ def restore(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimize
                 "that wrote it"
             ) from None
     log.info("resumed from %s at epoch %d", path, meta["epoch"])
-    history = meta["history"] if "history" in meta else _read_history(path, meta["history_rows"])
-    return Checkpoint(meta["epoch"], meta["fold"], history, meta["fingerprint"], states,
+    return Checkpoint(meta["epoch"], meta["fold"], _history(path, meta), meta["fingerprint"], states,
                       phase=meta.get("phase", 0), phase_start=meta.get("phase_start", 0))
 
 

@@ -67,19 +67,16 @@ def _job(cfg: DictConfig) -> float:
         raise
     except Exception as caught:  # one failing job must not end a sweep
         err = _out_of_memory(caught) or caught
+        if _is_multirun() or not isinstance(err, UserError):  # bad input alone leaves no record
+            from dlrun.report.run_folder import write_failure
+
+            write_failure(run_dir, err, overrides=overrides, seed=cfg.get("seed"))
         if not _is_multirun():
             if isinstance(err, UserError) and not _debug():
                 # Raised here, Hydra would print its own banner before ours.
                 print(f"dlrun: error: {one_line(err)}", file=sys.stderr)
                 raise SystemExit(EXIT_USER_ERROR) from None
-            if not isinstance(err, UserError):  # a fault, not bad input: the folder says so too
-                from dlrun.report.run_folder import write_failure
-
-                write_failure(run_dir, err, overrides=overrides, seed=cfg.get("seed"))
             raise
-        from dlrun.report.run_folder import write_failure
-
-        write_failure(run_dir, err, overrides=overrides, seed=cfg.get("seed"))
         log.error("job %s failed: %s", hc.job.num, one_line(err))
         return math.nan
     if not _is_multirun():

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from dlrun.capabilities import Capability, RunContext, register_capability
-from dlrun.errors import ConfigError
 from dlrun.record import RunRecord
 
 log = logging.getLogger(__name__)
@@ -197,20 +196,12 @@ class MlflowLogger(Capability):
         return metrics
 
 
-def _mlflow_logger(cfg) -> MlflowLogger:
-    try:
-        import mlflow  # noqa: F401
-    except ImportError:
-        raise ConfigError('logger=mlflow needs MLflow: pip install "dlrun[mlflow]" (or mlflow)') from None
-    return MlflowLogger(cfg.logger.tracking_uri, cfg.logger.experiment)
-
-
 def _factory(cfg):
     name = cfg.logger.name
     if name == "csv":
         return CsvLogger(cfg.logger.path)
-    if name == "mlflow":
-        return _mlflow_logger(cfg)
+    if name == "mlflow":  # dlrun.config.validate has checked that MLflow is installed
+        return MlflowLogger(cfg.logger.tracking_uri, cfg.logger.experiment)
     return None  # none; tensorboard is the built-in callback (dlrun.capabilities.TensorBoard)
 
 

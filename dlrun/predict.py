@@ -76,7 +76,7 @@ def output_frame(raw: np.ndarray, state: dict[str, Any], ids: pd.DataFrame) -> p
 
 def _table_inputs(path: Path, state: dict[str, Any]) -> tuple[np.ndarray, pd.DataFrame]:
     from dlrun.data.csv_table import read_frame
-    from dlrun.data.split import as_text
+    from dlrun.data.split import as_text, non_finite_columns
 
     if not path.is_file():
         raise DataError(f"no file at {path}; give a CSV with the training table's columns")
@@ -97,9 +97,9 @@ def _table_inputs(path: Path, state: dict[str, Any]) -> tuple[np.ndarray, pd.Dat
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"{path}: the columns cannot be prepared as the training rows were: {first}") from None
     values = np.asarray(values, dtype=np.float32)
-    if not np.all(np.isfinite(values)):
-        bad = sorted({columns[j] for j in np.flatnonzero(~np.isfinite(values).all(axis=0)) if j < len(columns)})
-        raise DataError(f"{path}: non-finite values after preprocessing{' in ' + ', '.join(bad) if bad else ''}")
+    bad = non_finite_columns(values, state["feature_names"])
+    if bad:
+        raise DataError(f"{path}: values that are not finite after preprocessing in {', '.join(bad[:8])}")
     return values, pd.DataFrame({"row": np.arange(len(frame))})
 
 

@@ -266,35 +266,17 @@ class _EpochRunner:
         _, chunks = tf.while_loop(lambda i, _: i < chunks.size(), chunk, (tf.constant(0), chunks))
         return chunks.concat()
 
-    def _chunk(self, x, y, w):
-        """Every mini-batch of ``x`` in order (the rows come shuffled): the sums of an epoch's
-        part, for data read from disk a chunk at a time."""
+    def _walk(self, x, y, w, order, n_batches):
+        """Mini-batches of the rows at ``order`` in turn, stopping at a non-finite loss: the
+        batches' summed weighted loss, stat and weight, whether every loss was finite, and
+        the rows seen."""
         bs = self.batch_size
-        n = tf.shape(y)[0]
-        n_batches = (n + bs - 1) // bs
 
         def more(i, loss_sum, stat_sum, weight_sum, finite):
             return tf.logical_and(i < n_batches, finite)
 
         def step(i, loss_sum, stat_sum, weight_sum, finite):
-            idx = tf.range(i * bs, tf.minimum((i + 1) * bs, n))
-            batch_loss, batch_stat, batch_finite = self._step(x, y, w, idx)
-            return (i + 1, loss_sum + batch_loss, stat_sum + batch_stat,
-                    weight_sum + tf.reduce_sum(tf.gather(w, idx)), batch_finite)
-
-        zero = tf.constant(0.0)
-        i, loss_sum, stat_sum, weight_sum, finite = tf.while_loop(
-            more, step, (tf.constant(0), zero, zero, zero, tf.constant(True)))
-        return loss_sum, stat_sum, weight_sum, finite, tf.minimum(i * bs, n)
-
-    def _epoch(self, x, y, w, perm, x_val):
-        bs = self.batch_size
-
-        def more(i, loss_sum, stat_sum, weight_sum, finite):
-            return tf.logical_and(i < self.n_batches, finite)
-
-        def step(i, loss_sum, stat_sum, weight_sum, finite):
-            idx = perm[i * bs : (i + 1) * bs]
+            idx = order[i * bs : (i + 1) * bs]
             batch_loss, batch_stat, batch_finite = self._step(x, y, w, idx)
             return (i + 1, loss_sum + batch_loss, stat_sum + batch_stat,
                     weight_sum + tf.reduce_sum(tf.gather(w, idx)), batch_finite)
@@ -302,9 +284,18 @@ class _EpochRunner:
         zero = tf.constant(0.0)
         start = (tf.constant(0), zero, zero, zero, tf.constant(True))
         i, loss_sum, stat_sum, weight_sum, finite = tf.while_loop(more, step, start)
-        seen = tf.cast(tf.minimum(i * bs, tf.shape(perm)[0]), tf.float32)
+        return loss_sum, stat_sum, weight_sum, finite, tf.minimum(i * bs, tf.shape(order)[0])
+
+    def _chunk(self, x, y, w):
+        """Every mini-batch of ``x`` in order (the rows come shuffled): the sums of an epoch's
+        part, for data read from disk a chunk at a time."""
+        n = tf.shape(y)[0]
+        return self._walk(x, y, w, tf.range(n), (n + self.batch_size - 1) // self.batch_size)
+
+    def _epoch(self, x, y, w, perm, x_val):
+        loss_sum, stat_sum, weight_sum, finite, seen = self._walk(x, y, w, perm, self.n_batches)
         lr = tf.cast(self.optimizer.learning_rate, tf.float32)
-        return loss_sum / weight_sum, stat_sum / seen, finite, self._predict(x_val), lr
+        return loss_sum / weight_sum, stat_sum / tf.cast(seen, tf.float32), finite, self._predict(x_val), lr
 
 
 def _fast_loop(

@@ -153,10 +153,10 @@ def decode_to_store(
     key = _key(paths, size, mode)
     data, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     if data.exists() and meta.exists():
-        info = json.loads(meta.read_text())
-        keep = np.zeros(len(paths), dtype=bool)
-        keep[info["readable"]] = True
-        skipped = [(paths[i], why) for i, why in info["skipped"]]
+        unreadable = json.loads(meta.read_text())["skipped"]
+        keep = np.ones(len(paths), dtype=bool)
+        keep[[i for i, _ in unreadable]] = False
+        skipped = [(paths[i], why) for i, why in unreadable]
         log.info("mapped %d decoded images from %s", int(keep.sum()), data)
         return np.load(data, mmap_mode="r"), keep, skipped
     pixels = size * size * (1 if mode == "L" else 3)
@@ -182,6 +182,6 @@ def decode_to_store(
     finally:
         tmp.unlink(missing_ok=True)
     meta_tmp = meta.with_name(f"{key}.{os.getpid()}.tmp.json")
-    meta_tmp.write_text(json.dumps({"readable": np.flatnonzero(keep).tolist(), "skipped": skipped}))
+    meta_tmp.write_text(json.dumps({"skipped": skipped}))
     os.replace(meta_tmp, meta)
     return np.load(data, mmap_mode="r"), keep, [(paths[i], why) for i, why in skipped]

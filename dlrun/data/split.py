@@ -268,15 +268,18 @@ def make_splits(
     )
 
 
+def non_finite_columns(x: np.ndarray, names: list[str]) -> list[str]:
+    """The names of the columns of ``x`` holding a value that is not finite as float32."""
+    bad = ~np.isfinite(np.asarray(x, dtype=np.float32)).all(axis=0)
+    return [names[j] if j < len(names) else f"x{j}" for j in np.flatnonzero(bad)]
+
+
 def _refuse_non_finite(xs: list, names: list[str]) -> None:
     """Refuse inputs that are not finite once prepared (values past float32's range, or a
     scaling that overflows), naming the columns: training on them gives NaN everywhere."""
     for part, x in zip(PARTS, xs, strict=True):
-        if is_lazy(x):
-            continue
-        bad = ~np.isfinite(np.asarray(x, dtype=np.float32)).all(axis=0)
-        if bad.any():
-            columns = [names[j] if j < len(names) else f"x{j}" for j in np.flatnonzero(bad)]
+        columns = [] if is_lazy(x) else non_finite_columns(x, names)
+        if columns:
             shown = ", ".join(columns[:8]) + (f" and {len(columns) - 8} more" if len(columns) > 8 else "")
             raise DataError(f"input column(s) {shown} are not finite after preprocessing (in the {part} split): "
                             "values past float32's range (about 3.4e38) or a scaling that overflows; rescale "

@@ -22,26 +22,24 @@ class LiveHistory:
         self.path = Path(path)
         self.folds = folds
         self.rows: list[dict] = []
-        self.columns: list[str] | None = None
+        self.columns: list[str] = []
         self.written: dict[int, int] = {}
 
     def update(self, fold: int, history: list[dict]) -> None:
         """Write the rows of ``history`` (the fold's rows so far, restored ones included)
         that are not in the file yet."""
-        done = self.written.get(fold, 0)
         tag = {"fold": fold + 1} if self.folds > 1 else {}
-        new = [{**tag, **row} for row in history[done:]]
+        new = [{**tag, **row} for row in history[self.written.get(fold, 0) :]]
         self.written[fold] = len(history)
-        if not new and done <= len(history):
+        if not new:
             return
         self.rows.extend(new)
-        columns = list(dict.fromkeys(key for row in self.rows for key in row))
-        if done > len(history) or self.columns is None or columns != self.columns:
-            self.columns = columns  # a new column or a rewound fold: write the whole file again
+        added = [key for key in dict.fromkeys(k for row in new for k in row) if key not in self.columns]
+        if added or len(self.rows) == len(new):  # the first rows, or a new column: the whole file
+            self.columns += added
             self._write(self.rows, mode="w")
         else:
             self._write(new, mode="a")
-
     def _write(self, rows: list[dict], *, mode: str) -> None:
         with open(self.path, mode, newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=self.columns, restval="")

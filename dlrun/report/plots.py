@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +14,19 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from dlrun.report.files import save_figure  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def figure_lines(draw: Callable[[Path], object], path: Path, alt: str) -> list[str]:
+    """Markdown lines embedding the figure ``draw(path)`` writes, or none when drawing
+    fails (logged): a plot must never hide a report's numbers."""
+    try:
+        draw(path)
+    except Exception:
+        log.exception("could not draw %s", path.name)
+        return []
+    return ["", f"![{alt}]({path.name})"]
 
 
 def plot_curves(history: pd.DataFrame, path: Path, *, metric: str, best_epoch: int | None, title: str) -> Path:

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from hydra_plugins.hydra_joblib_launcher import _core
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 from omegaconf import open_dict
 
@@ -60,6 +59,8 @@ def use_for_joblib() -> None:
 
 
 def _indexed(idx: int, *args: Any) -> tuple[int, JobReturn]:
+    from hydra_plugins.hydra_joblib_launcher import _core
+
     return idx, _core.execute_job(idx, *args)
 
 
@@ -67,6 +68,9 @@ class ResilientJoblibLauncher(JoblibLauncher):
     """hydra-joblib-launcher's launcher that survives a dead worker (see the module docstring)."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from hydra_plugins.hydra_joblib_launcher import (
+            _core,  # imports joblib: only when a sweep launches
+        )
         from joblib import Parallel, delayed
         from joblib.externals.loky.process_executor import TerminatedWorkerError
 

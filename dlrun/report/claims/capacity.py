@@ -21,7 +21,6 @@ One rule decides everything, the paired t-test of :mod:`dlrun.report.claims.stat
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,8 +48,7 @@ from dlrun.report.claims.stats import (
     verdict_counts,
     verdicts,
 )
-
-log = logging.getLogger(__name__)
+from dlrun.report.plots import figure_lines
 
 GROUP = "_group"
 SPLIT = "the best and the kept network chosen on validation, the claim read on test"
@@ -104,12 +102,9 @@ def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: M
               rule_note(tests=2, split=SPLIT, family=f"comparisons of the claim (rise and fall of the test "
                         f"{headline}; the test loss is a second family of two); the kept network is a choice, "
                         "not a claim: each network's own 95% interval against the best, no correction")]
-    try:
-        _plot(table, ok, keys, headline=headline, fit=fit, pick=float(table.loc[kept, "params"]),
-              path=Path(out_dir) / "capacity.png")
-        lines += ["", "![train, validation and test scores against parameter count](capacity.png)"]
-    except Exception:  # a plot must not hide the numbers
-        log.exception("could not draw capacity.png")
+    lines += figure_lines(lambda path: _plot(table, ok, keys, headline=headline, fit=fit,
+                                             pick=float(table.loc[kept, "params"]), path=path),
+                          Path(out_dir) / "capacity.png", "train, validation and test scores against parameter count")
     return lines
 
 

@@ -35,6 +35,7 @@ from dlrun.report.claims.stats import (
     paired_test,
     verdicts,
 )
+from dlrun.report.plots import figure_lines
 from dlrun.task import IMBALANCE_SHARE
 
 log = logging.getLogger(__name__)
@@ -112,11 +113,8 @@ def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: M
     lines += ["", *_hidden(plain[plain[sampling] == BASELINE])]
     lines += ["", *_resampling(plain, sampling)]
     lines += ["", *_augmentation(ok, sampling, augment)]
-    try:
-        _plot_matrices(ok, sampling, augment, Path(out_dir) / "confusion_matrices.png")
-        lines += ["", "![test confusion matrices per setting, rows normalised](confusion_matrices.png)"]
-    except Exception:  # a plot must not hide the numbers
-        log.exception("could not draw confusion_matrices.png")
+    lines += figure_lines(lambda path: _plot_matrices(ok, sampling, augment, path),
+                          Path(out_dir) / "confusion_matrices.png", "test confusion matrices per setting, rows normalised")
     return lines
 
 

@@ -27,7 +27,6 @@ the claim is supported only when every pair supports it.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,9 +51,8 @@ from dlrun.report.claims.stats import (
     rule_note,
     verdicts,
 )
+from dlrun.report.plots import figure_lines
 from dlrun.report.target import Target, read_history, score_column, study_target, time_to_target
-
-log = logging.getLogger(__name__)
 
 OPT_KEY, LR_KEY, SCALE_KEY = "optimizer", "optimizer.lr", "optimizer.lr_scale"
 ADAPTIVE = ("rmsprop", "adam", "adamw", "nadam")
@@ -376,12 +374,9 @@ def _check_sensitivity(scored: pd.DataFrame, worst: dict[str, float], study: Map
               "", "Range: per seed, the best minus the worst test score across the grid (a diverged run counts as the "
               "worst score of any run); the claim needs sgd's range wider than every other optimizer's. A best rate "
               "at the grid's edge makes the claim inconclusive: the optimizer's range there is not yet known."]
-    try:
-        _plot(scored, grid, multiples, path=Path(out_dir) / "lr_relative.png")
-        lines += ["", "![test (solid) and validation (dashed) score against the multiple of each optimizer's usual "
-                  "rate](lr_relative.png)"]
-    except Exception:  # a plot must not hide the numbers
-        log.exception("could not draw lr_relative.png")
+    lines += figure_lines(lambda path: _plot(scored, grid, multiples, path=path), Path(out_dir) / "lr_relative.png",
+                          "test (solid) and validation (dashed) score against the multiple of each optimizer's "
+                          "usual rate")
     return lines
 
 

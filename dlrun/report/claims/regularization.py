@@ -17,7 +17,6 @@ not supported; anything else is inconclusive.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +42,7 @@ from dlrun.report.claims.stats import (
     verdict_counts,
     verdicts,
 )
-
-log = logging.getLogger(__name__)
+from dlrun.report.plots import figure_lines
 
 KEY = "reg"
 SPLIT = "chosen on validation (the strengths, early stopping's epoch, the pick below), claim read on test"
@@ -109,12 +107,9 @@ def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: M
                         f"the test {headline} (an arm needs both); the log-loss gap is its own family")]
     lines += ["", *_selected(ok, values, baseline, headline=headline, greater=greater)]
     lines += ["", *_notes(ok, keys, fit=fit)]
-    try:
-        _plot(ok, values, headline=headline, fit=fit, path=Path(out_dir) / "regularization.png")
-        lines += ["", "![test gap, test score and test loss gap per regularizer; validation as crosses]"
-                  "(regularization.png)"]
-    except Exception:  # a plot must not hide the numbers
-        log.exception("could not draw regularization.png")
+    lines += figure_lines(lambda path: _plot(ok, values, headline=headline, fit=fit, path=path),
+                          Path(out_dir) / "regularization.png",
+                          "test gap, test score and test loss gap per regularizer; validation as crosses")
     return lines
 
 

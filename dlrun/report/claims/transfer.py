@@ -17,7 +17,6 @@ validation (the higher mean validation score at the smallest size), never on tes
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,7 @@ from dlrun.report.claims.stats import (
     paired_test,
     verdicts,
 )
-
-log = logging.getLogger(__name__)
+from dlrun.report.plots import figure_lines
 
 MODE = "model.mode"
 # The target's size: labelled images per class (dataset=mnist_digits), or all rows (max_rows).
@@ -73,11 +71,8 @@ def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: M
     lines += ["", f"**Verdict: {overall}** (scarce data: {scarce_verdict}; the gap closes: {closing_verdict}). "
               f"The pretrained mode the verdict reads, chosen on validation at {sizes[0]:g} {unit}: "
               f"`{chosen}`.", "", *scarce, "", *closing]
-    try:
-        _plot(ok, sizes, unit, Path(out_dir) / "transfer_curve.png")
-        lines += ["", "![test score against labelled images per class, per mode](transfer_curve.png)"]
-    except Exception:  # a plot must not hide the numbers
-        log.exception("could not draw transfer_curve.png")
+    lines += figure_lines(lambda path: _plot(ok, sizes, unit, path), Path(out_dir) / "transfer_curve.png",
+                          "test score against labelled images per class, per mode")
     return lines
 
 

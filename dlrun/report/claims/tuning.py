@@ -35,6 +35,7 @@ from dlrun.report.claims.stats import (
     paired_test,
     verdicts,
 )
+from dlrun.report.plots import figure_lines
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +115,8 @@ def check(*, runs: pd.DataFrame, groups: pd.DataFrame, keys: list[str], study: M
               + ("; the table above lists these refits: their validation column is measured on rows they "
                  "trained on, their test column is the estimate to read)." if refits else ")."), ""]
     lines += _method_table(table, methods, metric)
-    try:
-        _plot(tunings, methods, metric, Path(out_dir) / PLOT)
-        lines += ["", f"![best validation {metric} so far against trials, mean and range over tuner seeds]({PLOT})"]
-    except Exception:  # a plot must not hide the numbers
-        log.exception("could not draw %s", PLOT)
+    lines += figure_lines(lambda path: _plot(tunings, methods, metric, path), Path(out_dir) / PLOT,
+                          f"best validation {metric} so far against trials, mean and range over tuner seeds")
     lines += ["", *_verdict(table, methods, budgets, maximize=maximize, metric=metric)]
     lines += ["", *_best_configuration(tunings, metric, maximize=maximize)]
     return lines
