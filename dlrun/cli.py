@@ -11,6 +11,7 @@ import gc
 import logging
 import math
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -146,9 +147,28 @@ def _report_unfinished_sweep() -> str:
     return f"; the report of the jobs that finished is {study}" if study else ""
 
 
+# Where a resumed job's ``.hydra/`` goes once its resume is accepted (see `_defer_hydra_files`).
+HYDRA_SUBDIR_ENV = "DLRUN_HYDRA_SUBDIR"
+
+
+def _defer_hydra_files(argv: list[str]) -> None:
+    """On ``trainer.resume=true``, keep Hydra from rewriting ``.hydra/`` before the job starts.
+
+    Hydra saves a job's config before calling it, so a resume refused for a changed config
+    would already have replaced the interrupted run's record with the rejected values. The
+    job writes the same files itself once the resume is accepted (:func:`dlrun.run.run_job`);
+    the environment carries the folder's name to joblib workers and cluster jobs.
+    """
+    resume = any(re.fullmatch(r"\+*trainer\.resume=(?i:true|yes|on|1)", arg) for arg in argv)
+    if resume and not any(arg.lstrip("+").startswith("hydra.output_subdir=") for arg in argv):
+        argv.append("hydra.output_subdir=null")
+        os.environ[HYDRA_SUBDIR_ENV] = ".hydra"
+
+
 def main() -> None:
     """Run Hydra; answer bad input with one line and exit code 2 (callable in-process)."""
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them in one line
+    _defer_hydra_files(sys.argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     from hydra_plugins.dlrun_launchers.resilient_joblib import use_for_joblib

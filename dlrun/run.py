@@ -162,10 +162,31 @@ def run_job(cfg_node: DictConfig, run_dir: Path, *, overrides: list[str] | None 
     """
     cfg: Config = OmegaConf.to_object(cfg_node)
     with run_folder_lock(run_dir):
-        return _run(cfg, run_dir, overrides=overrides or [])
+        return _run(cfg, run_dir, overrides=overrides or [], accepted=lambda: _write_hydra_files(cfg_node, run_dir))
 
 
-def _run(cfg: Config, run_dir: Path, *, overrides: list[str]) -> float:
+def _write_hydra_files(cfg_node: DictConfig, run_dir: Path) -> None:
+    """Write the ``.hydra/`` files Hydra held back for a resume (``dlrun.cli._defer_hydra_files``)."""
+    import os
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from dlrun.cli import HYDRA_SUBDIR_ENV
+
+    subdir = os.environ.get(HYDRA_SUBDIR_ENV)
+    if not subdir or not HydraConfig.initialized() or HydraConfig.get().output_subdir is not None:
+        return
+    hydra_cfg = OmegaConf.create({"hydra": OmegaConf.to_container(HydraConfig.get())})
+    hydra_cfg.hydra.output_subdir = subdir
+    folder = run_dir / subdir
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, node in (("config.yaml", cfg_node), ("hydra.yaml", hydra_cfg),
+                       ("overrides.yaml", HydraConfig.get().overrides.task)):
+        OmegaConf.save(node, folder / name)
+
+
+def _run(cfg: Config, run_dir: Path, *, overrides: list[str], accepted=lambda: None) -> float:
+    """Run the folds of one job; ``accepted`` is called once a resume is accepted (or none asked for)."""
     from dlrun import runtime
     from dlrun.report.run_folder import write_interrupted, write_run_folder
 
@@ -178,6 +199,7 @@ def _run(cfg: Config, run_dir: Path, *, overrides: list[str]) -> float:
     table = _load(cfg)  # before TensorFlow starts: bad data answers fast
     runtime.import_tensorflow()  # its start-up lines go to run.log, whichever module needs it first
     resume_fold = _resume_fold(cfg, run_dir) if cfg.trainer.resume else None
+    accepted()
     device = runtime.setup(cfg.trainer, seed=cfg.seed)
     capabilities = capabilities_for(cfg)
     plan = _split_plan(cfg, table)

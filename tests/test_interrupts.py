@@ -169,3 +169,24 @@ def test_resuming_a_finished_run_leaves_it_as_it_is_and_a_short_resume_is_refuse
     with pytest.raises(ConfigError, match=r"is at epoch 6, past trainer.epochs=4; resume with trainer.epochs=6"):
         run_job(compose_config(["trainer.epochs=4", "trainer.checkpoint_every=2", "trainer.checkpoint_seconds=0", "trainer.resume=true",
                                 *QUIET]), tmp_path / "run")
+
+
+def test_a_refused_resume_leaves_the_runs_hydra_record_and_an_accepted_one_rewrites_it(dlrun_cli, tmp_path):
+    import yaml
+
+    base = ["hydra.run.dir=run", "trainer.checkpoint_every=1", "trainer.checkpoint_seconds=0", *QUIET]
+    assert dlrun_cli([*base, "trainer.epochs=3"]).returncode == 0
+    record = tmp_path / "run" / ".hydra"
+    before = {name: (record / name).read_bytes() for name in ("config.yaml", "hydra.yaml", "overrides.yaml")}
+
+    refused = dlrun_cli([*base, "trainer.epochs=5", "trainer.resume=true", "optimizer.lr=0.5"])
+    assert refused.returncode == 2, refused.stderr
+    assert "was written with another config" in refused.stderr
+    assert {name: (record / name).read_bytes() for name in before} == before
+
+    accepted = dlrun_cli([*base, "trainer.epochs=5", "trainer.resume=true"])
+    assert accepted.returncode == 0, accepted.stderr
+    assert "trainer.resume=true" in yaml.safe_load((record / "overrides.yaml").read_text())
+    assert yaml.safe_load((record / "config.yaml").read_text())["trainer"]["epochs"] == 5
+    assert yaml.safe_load((record / "hydra.yaml").read_text())["hydra"]["output_subdir"] == ".hydra"
+    assert _metrics(tmp_path / "run")["epochs_run"] == 5
