@@ -58,6 +58,10 @@ def _job(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
+    if _is_multirun():
+        from dlrun.report.runs import join_sweep
+
+        join_sweep(Path(hc.sweep.dir), run_dir)  # the sweep's report takes exactly its own jobs
     try:
         validate(cfg)
         fit_job_to_launcher(cfg)  # threads: this job's share of the cores; progress

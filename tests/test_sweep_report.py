@@ -163,3 +163,32 @@ def test_report_cli_rejects_folders_without_runs(tmp_path, capsys):
 def test_optimizer_claims_say_when_they_cannot_check(sweep):
     report_sweep([sweep / "0", sweep / "1"], out_dir=sweep / "one", study={"kind": "optimizers"})
     assert "Not checked" in (sweep / "one" / "study.md").read_text()
+
+
+def test_a_sweeps_report_takes_exactly_its_own_jobs_even_back_to_back_into_one_folder(tmp_path):
+    import os
+    import shutil
+    import time
+
+    from dlrun.report.runs import join_sweep, open_sweep
+
+    root = tmp_path / "sweep"
+    open_sweep(root)  # the first sweep: jobs 0 and 1
+    for n in (0, 1):
+        join_sweep(root, make_run(root / str(n), val=[0.5], overrides={"seed": str(n)}))
+    started = time.time()  # the second sweep starts at once: one job, into folder 0 again
+    open_sweep(root)
+    shutil.rmtree(root / "0")
+    join_sweep(root, make_run(root / "0", val=[0.7], overrides={"seed": "2"}))
+    os.utime(root / "1" / "metrics.json", (started - 0.2, started - 0.2))  # within a second of the start
+    assert collect_runs([root], since=started).frame["seed"].tolist() == [2]
+
+    # A resumed sweep lists the finished jobs it leaves alone, however old their files.
+    os.utime(root / "0" / "metrics.json", (started - 3600, started - 3600))
+    later = time.time()
+    open_sweep(root)
+    join_sweep(root, root / "0")
+    assert collect_runs([root], since=later).frame["seed"].tolist() == [2]
+    # A job the launcher marked failed before it could start is not listed, but new.
+    make_run(root / "5", val=[], overrides={"seed": "5"}, status="failed")
+    assert sorted(collect_runs([root], since=later).frame["seed"].tolist()) == [2, 5]

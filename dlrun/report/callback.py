@@ -34,7 +34,10 @@ class SweepReport(Callback):
         self._started = time.time()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from dlrun.report.runs import open_sweep
+
         self._started = time.time()
+        open_sweep(Path(config.hydra.sweep.dir))
         _LAST["failed"] = 0
         # What a Ctrl-C needs to report the jobs that finished (Hydra then skips the end).
         _LAST["open"] = (Path(config.hydra.sweep.dir), dict(config.get("study") or {}), self._started)
@@ -46,11 +49,11 @@ class SweepReport(Callback):
 
 
 def _report(sweep_dir: Path, study: dict[str, Any], started: float) -> SweepResult | None:
-    """Write the sweep report of the run folders written since ``started``; None if it failed."""
+    """Write the sweep report of this sweep's jobs (see ``collect_runs``); None if it failed."""
     from dlrun.report.study import report_sweep
 
     try:
-        result = report_sweep([sweep_dir], out_dir=sweep_dir, study=study, since=started - 1)
+        result = report_sweep([sweep_dir], out_dir=sweep_dir, study=study, since=started)
     except Exception:  # a report bug must not hide the jobs' results
         log.exception("could not write the sweep report for %s", sweep_dir)
         return None

@@ -82,22 +82,53 @@ def _job_order(path: Path) -> tuple:
     return tuple(int(part) if part.isdigit() else math.inf for part in path.parts[-2:]) + (str(path),)
 
 
+# A sweep's list of its jobs' run folders, one per line: written anew when the sweep starts,
+# appended to by each job (finished jobs a resumed sweep leaves alone included).
+SWEEP_JOBS = ".dlrun_jobs"
+
+
+def open_sweep(sweep_dir: Path) -> None:
+    """Start the job list of a sweep into ``sweep_dir`` (a sweep before it into the same folder is not listed)."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / SWEEP_JOBS).write_text("")
+
+
+def join_sweep(sweep_dir: Path, run_dir: Path) -> None:
+    """List ``run_dir`` as a job of the sweep running into ``sweep_dir`` (nothing if none was opened)."""
+    jobs = sweep_dir / SWEEP_JOBS
+    if jobs.is_file():
+        with jobs.open("a") as out:  # one short append: whole lines even from parallel jobs
+            out.write(f"{run_dir.resolve()}\n")
+
+
+def _sweep_members(paths: Iterable[Path]) -> set[Path]:
+    members: set[Path] = set()
+    for jobs in (Path(p) / SWEEP_JOBS for p in paths):
+        if jobs.is_file():
+            members.update(Path(line) for line in jobs.read_text().splitlines() if line)
+    return members
+
+
 def collect_runs(paths: Iterable[Path], *, since: float | None = None, strict: bool = False) -> Runs:
     """One row per run folder: its config values and key metrics.
 
     Args:
         paths: run folders or folders that contain them (sweeps).
-        since: skip run folders whose ``metrics.json`` is older than this epoch time.
-            Defaults to None (keep all).
+        since: keep only this sweep's jobs: those listed by :func:`join_sweep` since it
+            started at this epoch time, and run folders whose ``metrics.json`` was written
+            since (a job the launcher marked failed before it could start). Defaults to None
+            (keep all).
         strict: an unreadable ``metrics.json`` stops the report (so that a leaderboard
             already written keeps that job's row) instead of being skipped with a warning.
 
     Raises:
         UserError: with ``strict``, a ``metrics.json`` that is not a readable run record.
     """
+    paths = list(paths)
+    members = _sweep_members(paths) if since is not None else set()
     rows, overrides = [], []
     for run_dir in find_run_dirs(paths):
-        if since is not None and (run_dir / METRICS_FILE).stat().st_mtime < since:
+        if since is not None and run_dir.resolve() not in members and (run_dir / METRICS_FILE).stat().st_mtime < since:
             continue
         try:
             metrics = read_metrics(run_dir)
