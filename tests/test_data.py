@@ -111,7 +111,7 @@ def test_subsample_keeps_class_shares():
     ("values", "task"),
     [(["a", "b", "a"], "binary"), (["x", "y", "z"], "multiclass"), ([0, 1, 1], "binary"),
      ([1, 2, 3, 4, 5], "multiclass"), ([0.5, 1.2, 3.3], "regression"), (list(range(100)), "regression"),
-     ([True, False, True], "binary")],
+     ([True, False, True], "binary"), ([0.5, 1.5, 1.5, 0.5], "binary"), ([0.5, 1.5, 2.5], "regression")],
 )
 def test_infer_task(values, task):
     assert infer_task(pd.Series(values)) == task
@@ -196,3 +196,16 @@ def test_fixed_test_rows_survive_subsampling():
     small = subsample(table, 40, seed=0)
     np.testing.assert_array_equal(np.sort(small.index[small.test_rows]),
                                   np.intersect1d(small.index, np.arange(0, 100, 5)))
+
+
+def test_a_class_rarer_than_the_folds_is_said_in_one_line_not_in_scikit_learns_warning(caplog):
+    import warnings
+
+    y = np.array([0] * 40 + [1] * 38 + [2] * 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pairs = list(fold_indices(y, task="multiclass", folds=5, repeats=1, seed=0))
+    assert len(pairs) == 5 and not caught
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert said == ["a class has only 2 row(s) in the development split, fewer than eval.folds=5: "
+                    "some folds validate without it"]

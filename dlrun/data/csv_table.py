@@ -52,11 +52,12 @@ def infer_task(y: pd.Series) -> str:
     """Guess the task from the target column.
 
     Text, boolean and categorical targets are classification; so are integer targets
-    with few distinct values. Everything else numeric is regression.
+    with few distinct values, and any target with two (0.5 and 1.5 are two labels, not a
+    scale). Everything else numeric is regression.
     """
     n_unique = y.nunique()
     numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
-    if numeric:
+    if numeric and n_unique != 2:
         integral = bool(np.all(np.mod(y.to_numpy(dtype=float), 1) == 0))
         if not (integral and n_unique <= _MAX_CLASSES_FOR_INTEGER_TARGET):
             return "regression"

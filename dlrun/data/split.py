@@ -12,6 +12,7 @@ one-hot encoded.)
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -34,6 +35,8 @@ from dlrun.config import DatasetConfig
 from dlrun.data.image_store import is_lazy, take_rows
 from dlrun.data.table import PARTS, Part, Splits, Table
 from dlrun.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 # A class needs this many rows so every split (train, validation, test) can hold one.
 _MIN_ROWS_PER_CLASS = 3
@@ -130,18 +133,35 @@ def holdout_indices(
 def fold_indices(
     y: np.ndarray, *, task: str, folds: int, repeats: int, seed: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(train, validation) positions into ``y`` for k-fold, repeated when ``repeats > 1``."""
+    """(train, validation) positions into ``y`` for k-fold, repeated when ``repeats > 1``.
+
+    A class with fewer rows than folds is allowed (some folds validate without it), said
+    in one line instead of scikit-learn's warning.
+    """
     stratified = task != "regression"
+    if stratified and len(y):
+        counts = np.bincount(np.asarray(y, dtype=np.int64))
+        fewest = int(counts[counts > 0].min())
+        if fewest < folds:
+            log.warning("a class has only %d row(s) in the development split, fewer than eval.folds=%d: "
+                        "some folds validate without it", fewest, folds)
     if repeats > 1:
         cls = RepeatedStratifiedKFold if stratified else RepeatedKFold
         splitter = cls(n_splits=folds, n_repeats=repeats, random_state=seed)
     else:
         cls = StratifiedKFold if stratified else KFold
         splitter = cls(n_splits=folds, shuffle=True, random_state=seed)
-    try:
-        yield from splitter.split(np.zeros(len(y)), y if stratified else None)
-    except ValueError as err:
-        raise DataError(f"cannot make {folds} folds: {err}") from None
+    pairs = splitter.split(np.zeros(len(y)), y if stratified else None)
+    while True:
+        with warnings.catch_warnings():  # said above, in one line
+            warnings.filterwarnings("ignore", message="The least populated class in y", category=UserWarning)
+            try:
+                pair = next(pairs)
+            except StopIteration:
+                return
+            except ValueError as err:
+                raise DataError(f"cannot make {folds} folds: {err}") from None
+        yield pair
 
 
 def is_numeric_column(column: pd.Series) -> bool:
