@@ -115,19 +115,27 @@ def holdout_indices(
         test: the test rows, for data that comes split; None draws them.
     """
     idx = np.arange(len(y))
+    if test is None:
+        try:
+            dev, test = train_test_split(idx, test_size=test_size, random_state=seed, stratify=_stratify(y, task))
+        except ValueError as err:
+            raise DataError(f"cannot split {len(y)} rows with dataset.test_size={test_size}: {_why(err)}") from None
+    else:
+        dev = np.setdiff1d(idx, test)
     try:
-        if test is None:
-            dev, test = train_test_split(
-                idx, test_size=test_size, random_state=seed, stratify=_stratify(y, task)
-            )
-        else:
-            dev = np.setdiff1d(idx, test)
-        train, val = train_test_split(
-            dev, test_size=val_size, random_state=seed, stratify=_stratify(y[dev], task)
-        )
+        train, val = train_test_split(dev, test_size=val_size, random_state=seed, stratify=_stratify(y[dev], task))
     except ValueError as err:
-        raise DataError(f"cannot split {len(y)} rows as asked: {err}") from None
+        raise DataError(f"cannot split the {len(dev)} rows left after the test split with dataset.val_size={val_size}: "
+                        f"{_why(err)}") from None
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _why(err: ValueError) -> str:
+    """scikit-learn's reason, without its own parameter names (test_size is ours to name)."""
+    text = str(err)
+    if "resulting train set will be empty" in text:
+        return "the training side would be empty; lower it"
+    return text
 
 
 def fold_indices(

@@ -80,6 +80,8 @@ CASES: list[Case] = [
     Case("dropout of 1", ("reg.dropout=1",), "reg.dropout must be in [0, 1)"),
     Case("test size over 1", ("dataset.test_size=1.5",), "dataset.test_size must be in (0, 1)"),
     Case("one fold", ("eval=kfold", "eval.folds=1"), "eval.folds must be at least 2"),
+    Case("validation share leaving no training rows", ("dataset.test_size=0.9", "dataset.val_size=0.99"),
+         "rows left after the test split with dataset.val_size=0.99: the training side would be empty"),
     Case("negative seed", ("seed=-1",), "seed must be in [0, 2**32 - 1]"),
     Case("unknown study kind", ("study.kind=astrology",), "study.kind='astrology' is not one of"),
     Case("target fraction of 0", ("study.target_fraction=0",), "study.target_fraction must be in (0, 1]"),
