@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,11 @@ def _split_plan(cfg: Config, table: Table) -> list[tuple[np.ndarray, np.ndarray,
     return [(dev[tr], dev[va], test) for tr, va in folds]
 
 
+# Jobs whose folds were trained beside other seeds (dlrun.seed_group): run folder -> the
+# function that writes it, as the rest of a job would; run_job calls it instead.
+TRAINED: dict[Path, Callable[[], float]] = {}
+
+
 def run_job(cfg_node: DictConfig, run_dir: Path, *, overrides: list[str] | None = None) -> float:
     """Run one configured experiment and write its run folder.
 
@@ -160,6 +166,9 @@ def run_job(cfg_node: DictConfig, run_dir: Path, *, overrides: list[str] | None 
         The validation headline metric (the objective sweepers optimise); NaN when the
         run diverged or was interrupted.
     """
+    trained = TRAINED.pop(Path(run_dir).absolute(), None)
+    if trained is not None:
+        return trained()
     cfg: Config = OmegaConf.to_object(cfg_node)
     with run_folder_lock(run_dir):
         return _run(cfg, run_dir, overrides=overrides or [], accepted=lambda: _write_hydra_files(cfg_node, run_dir))
@@ -214,6 +223,8 @@ def _run(cfg: Config, run_dir: Path, *, overrides: list[str], accepted=lambda: N
                 break
             ctx = FoldContext(cfg=cfg, run_dir=run_dir, fold=i, folds=len(plan), spec=spec)
             splits = make_splits(table, train, val, test, scaling=cfg.dataset.scaling)
+            if i == len(plan) - 1:
+                table.x = None  # the splits hold their own rows: the whole table need not stay while the last fold trains
             # The headline follows the data as it comes, not as resampling leaves the training
             # split: one sweep over sampling methods ranks every job by the same metric.
             spec = ctx.spec = spec or task_spec(table.task, splits.n_classes, splits.train.y,

@@ -114,24 +114,31 @@ def _codes(files: dict[str, list[Path]], class_names: list[str]) -> np.ndarray:
     return np.concatenate([np.full(len(fs), class_names.index(c), dtype=np.int64) for c, fs in files.items()])
 
 
-def _decode(root: Path, files: dict[str, list[Path]], class_names: list[str], *, size: int, mode: str):
-    """Flat pixel rows (one array, filled in place) and their class codes; unreadable files
-    dropped and reported."""
-    paths = [p for fs in files.values() for p in fs]
-    codes = _codes(files, class_names)
-    x = np.empty((len(paths), size * size * (1 if mode == "L" else 3)), dtype=np.float32)
-    skipped, keep, filled = [], np.ones(len(paths), dtype=bool), 0
-    for i, path in enumerate(paths):
-        pixels = _pixels(path, size, mode)
-        if isinstance(pixels, str):
-            skipped.append((path, pixels))
-            keep[i] = False
-        else:
-            x[filled] = pixels
-            filled += 1
-    _report(root, len(paths), skipped)
-    _refuse_bare(root, files, codes, keep, class_names, len(skipped))
-    return x[:filled], codes[keep], len(skipped)
+def _decode(roots: list[tuple[Path, dict[str, list[Path]]]], class_names: list[str], *, size: int, mode: str):
+    """Flat pixel rows of every root (one array, filled in place: a test folder is not
+    concatenated, which would hold the pixels twice), their class codes, the number of
+    unreadable files dropped (each reported) and where each root's rows start."""
+    n_files = sum(len(fs) for _, files in roots for fs in files.values())
+    x = np.empty((n_files, size * size * (1 if mode == "L" else 3)), dtype=np.float32)
+    codes_kept, n_skipped, starts, filled = [], 0, [], 0
+    for root, files in roots:
+        starts.append(filled)
+        paths = [p for fs in files.values() for p in fs]
+        codes = _codes(files, class_names)
+        skipped, keep = [], np.ones(len(paths), dtype=bool)
+        for i, path in enumerate(paths):
+            pixels = _pixels(path, size, mode)
+            if isinstance(pixels, str):
+                skipped.append((path, pixels))
+                keep[i] = False
+            else:
+                x[filled] = pixels
+                filled += 1
+        _report(root, len(paths), skipped)
+        _refuse_bare(root, files, codes, keep, class_names, len(skipped))
+        codes_kept.append(codes[keep])
+        n_skipped += len(skipped)
+    return x[:filled], np.concatenate(codes_kept), n_skipped, starts
 
 
 def _decode_streamed(roots: list[tuple[Path, dict[str, list[Path]]]], class_names: list[str], *,
@@ -190,19 +197,13 @@ def load(cfg: DatasetConfig) -> Table:
     size = cfg.image_size
     channels = 1 if mode == "L" else 3
     stream = _streams(cfg, len(every), size * size * channels)
-    test_rows = None
+    roots = [(root, files)] + ([(test_root, test_files)] if test_root else [])
     if stream:
         cache_dir = Path(str(cfg.cache_dir)).expanduser() if cfg.cache_dir else default_cache_dir()
-        roots = [(root, files)] + ([(test_root, test_files)] if test_root else [])
         x, y, skipped, starts = _decode_streamed(roots, class_names, size=size, mode=mode, cache_dir=cache_dir)
-        if test_root:
-            test_rows = np.arange(starts[1], len(y))
     else:
-        x, y, skipped = _decode(root, files, class_names, size=size, mode=mode)
-        if test_root:
-            test_x, test_y, test_skipped = _decode(test_root, test_files, class_names, size=size, mode=mode)
-            test_rows = np.arange(len(y), len(y) + len(test_y))
-            x, y, skipped = np.concatenate([x, test_x]), np.concatenate([y, test_y]), skipped + test_skipped
+        x, y, skipped, starts = _decode(roots, class_names, size=size, mode=mode)
+    test_rows = np.arange(starts[1], len(y)) if test_root else None
     task = cfg.task or ("binary" if len(class_names) == 2 else "multiclass")
     log.info("%s %d images in %d classes from %s%s", "streaming" if stream else "read", len(y),
              len(class_names), root, f" ({skipped} unreadable skipped)" if skipped else "")
