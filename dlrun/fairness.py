@@ -199,6 +199,7 @@ class Fairness(Capability):
             rates = [np.average(y[group == g], weights=weight[group == g]) for g in np.unique(group)]
             out["weighted_train_base_rate_difference"] = float(max(rates) - min(rates))
             out["conditional_group_effect"] = _conditional_group_effect(splits)
+            out["linear_reference"] = _linear_reference(splits, threshold=ctx.spec.threshold if ctx.spec else 0.5)
         return out
 
     def report(self, outcomes, ctx: RunContext) -> Section | None:
@@ -261,6 +262,33 @@ def _conditional_group_effect(splits: Splits) -> dict[str, Any]:
             "after": coefficient(reweighing_weights(y, group))}
 
 
+def _linear_reference(splits: Splits, *, threshold: float) -> dict[str, Any]:
+    """What reweighing does to a logistic regression on the network's own inputs: its
+    demographic-parity difference on the test split (validation without one), trained
+    unweighted and under the training part's weights (the network's loss weights).
+
+    A yardstick for the network: where the regression keeps as much of its gap as the
+    network, the method falls short on this data; where it keeps much less, the network
+    (its fit, the epoch early stopping chose) does. Empty for inputs that are not one
+    table in memory.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    if not isinstance(splits.train.x, np.ndarray):
+        return {}
+    name = "test" if len(splits.test) else "val"
+    part = getattr(splits, name)
+    y = splits.train.y.astype(int)
+    x, x_eval = splits.train.x.reshape(len(y), -1), part.x.reshape(len(part), -1)
+
+    def gap(weights):
+        model = LogisticRegression(max_iter=1000).fit(x, y, sample_weight=weights)
+        labels = (model.predict_proba(x_eval)[:, 1] >= threshold).astype(int)
+        return float(group_metrics(part.y.astype(int), labels, part.group)["demographic_parity_difference"])
+
+    return {"split": name, "unweighted": gap(None), "reweighed": gap(splits.train.weight)}
+
+
 def _average(folds: list[dict[str, Any]]) -> dict[str, Any]:
     """Numbers averaged over folds, key by key (the single fold's own for a holdout run)."""
     first = folds[0]
@@ -308,6 +336,11 @@ def _summary(m: dict[str, Any]) -> list[str]:
                   f"{effect['before']:+.3f} in the training data and by {effect['after']:+.3f} once reweighed "
                   "(logistic regression): reweighing equalizes the groups' base rates, not what is left of the "
                   "gap among otherwise alike rows, which a proxy of the group can still carry."]
+    linear = m.get("linear_reference") or {}
+    if "reweighed" in linear:
+        lines += ["", f"For comparison, a logistic regression on the same inputs has a {linear['split']} "
+                  f"demographic-parity difference of {linear['unweighted']:.3f} trained unweighted and "
+                  f"{linear['reweighed']:.3f} under the same weights."]
     proxy = m.get("group_predictability") or {}
     if "roc_auc" in proxy:
         lines += ["", f"The model's inputs predict the group with validation ROC-AUC {proxy['roc_auc']:.3f} "

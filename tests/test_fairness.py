@@ -60,10 +60,10 @@ def test_the_generated_credit_data_carries_the_planted_bias_and_proxy():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("option", ["audit", "threshold"])
+@pytest.mark.parametrize("option", ["audit", "threshold", "reweighing"])
 def test_an_audit_end_to_end_recovers_the_planted_disparity(dlrun_cli, tmp_path, option):
-    done = dlrun_cli(["dataset=credit_synthetic", f"fairness={option}", "trainer.epochs=5", "diagnosis.reference=none",
-                      "trainer.progress=none", "hydra.run.dir=run"])
+    done = dlrun_cli(["dataset=credit_synthetic", "dataset.credit.rows=6000", f"fairness={option}", "trainer.epochs=5",
+                      "diagnosis.reference=none", "trainer.progress=none", "hydra.run.dir=run"])
     assert done.returncode == 0, done.stderr
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     fairness = m["fairness"]
@@ -74,6 +74,10 @@ def test_an_audit_end_to_end_recovers_the_planted_disparity(dlrun_cli, tmp_path,
     assert set(fairness["test"]["by_group"]) == {"A", "B"}
     if option == "threshold":
         assert fairness["val"]["demographic_parity_difference"] < 0.05  # what it was fitted to remove
+    if option == "reweighing":  # the training part the network was fitted on carried the weights
+        assert fairness["weighted_train_base_rate_difference"] == pytest.approx(0, abs=1e-9)
+        linear = fairness["linear_reference"]
+        assert linear["split"] == "test" and linear["reweighed"] < linear["unweighted"]
     assert (tmp_path / "run" / "fairness.png").is_file() and (tmp_path / "run" / "fairness.md").is_file()
 
 
@@ -107,6 +111,33 @@ def test_reweighing_weights_become_the_training_loss_weights():
     np.testing.assert_allclose(row_weights(prepared), expected)  # what both training loops weigh the loss by
     assert prepared.val is splits.val and prepared.test is splits.test
     assert len(np.unique(expected)) == 4  # one weight per (group, label) cell, none of them 1
+
+
+@pytest.mark.parametrize("loop", ["fast", "fit"])
+def test_reweighing_weights_reach_the_loss_of_both_training_loops(loop):
+    """The group is the only input and it decides the base rate (0.8 against 0.2): fitted to
+    the reweighed rows, a network scores both groups alike, at the overall base rate."""
+    import keras
+
+    from dlrun.data.table import Part, Splits
+    from dlrun.fairness import Fairness
+    from dlrun.task import task_spec
+    from dlrun.train import predict, train
+
+    rng = np.random.default_rng(0)
+    group = np.where(np.arange(1000) % 2 == 0, "a", "b")
+    y = (rng.random(1000) < np.where(group == "a", 0.8, 0.2)).astype(np.int64)
+    part = Part((group == "b").astype(np.float32).reshape(-1, 1), y, group=group)
+    splits = Splits(part, part, part, task="binary", class_names=["no", "yes"], feature_names=["is_b"])
+    prepared = Fairness("reweighing", constraint="demographic_parity", seed=0).prepare(splits, None)
+    spec = task_spec("binary", 2, y)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, activation="sigmoid")])
+    train(model, prepared, spec, optimizer=keras.optimizers.Adam(0.1), epochs=15, batch_size=100, callbacks=[],
+          loop=loop)
+    scores = predict(model, np.array([[0.0], [1.0]], dtype=np.float32)).reshape(-1)
+    assert base_rate_difference(y, group) > 0.5  # unweighted, the loss would fit the two base rates
+    assert scores == pytest.approx([y.mean()] * 2, abs=0.05)
 
 
 def test_reweighing_leaves_a_conditional_group_effect_that_a_proxy_can_carry():
