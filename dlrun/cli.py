@@ -178,6 +178,9 @@ def main() -> None:
     from hydra_plugins.dlrun_launchers.resilient_joblib import use_for_joblib
 
     use_for_joblib()  # hydra/launcher=joblib survives a worker that dies
+    from hydra_plugins.dlrun_covering_sweeper.covering_sweeper import use_covering_sweeper
+
+    use_covering_sweeper()  # a grid sweep composes each job once, not twice
     try:
         _job()
     except KeyboardInterrupt:

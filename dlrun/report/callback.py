@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,11 +36,14 @@ class SweepReport(Callback):
         self._started = time.time()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from dlrun.launch import WarmWorkers
         from dlrun.report.runs import open_sweep
 
         self._started = time.time()
         open_sweep(Path(config.hydra.sweep.dir))
         _LAST["failed"] = 0
+        # A joblib sweep's pool of warm workers draws the run folders' figures at the end.
+        _LAST["joblib"] = WarmWorkers.settings(config)
         # What a Ctrl-C needs to report the jobs that finished (Hydra then skips the end).
         _LAST["open"] = (Path(config.hydra.sweep.dir), dict(config.get("study") or {}), self._started)
 
@@ -49,16 +54,45 @@ class SweepReport(Callback):
 
 
 def _report(sweep_dir: Path, study: dict[str, Any], started: float) -> SweepResult | None:
-    """Write the sweep report of this sweep's jobs (see ``collect_runs``); None if it failed."""
+    """Write the sweep report of this sweep's jobs (see ``collect_runs``); None if it failed.
+
+    The figures the jobs left to draw (``trainer.defer_plots``) are drawn meanwhile by a
+    pool of worker processes, so every run folder is complete when this returns.
+    """
     from dlrun.report.study import report_sweep
 
+    drawing = _draw_run_figures(sweep_dir)
     try:
         result = report_sweep([sweep_dir], out_dir=sweep_dir, study=study, since=started)
     except Exception:  # a report bug must not hide the jobs' results
         log.exception("could not write the sweep report for %s", sweep_dir)
         return None
+    finally:
+        drawing()
     log.info("sweep report: %s (%d jobs, %d failed)", sweep_dir / "study.md", result.n_jobs, result.n_failed)
     return result
+
+
+def _draw_run_figures(sweep_dir: Path) -> Callable[[], None]:
+    """Start drawing the run folders' waiting figures; returns the call that waits for the end.
+
+    Worker processes draw them while this process writes the report (matplotlib is not
+    thread-safe, so the report's own plots stay in this process alone); with one core, or
+    few figures, they are drawn here once the report is written.
+    """
+    from dlrun.launch import cpu_count, parallel_jobs
+    from dlrun.report.plots import _PARALLEL_FROM, draw_pending, pending
+
+    settings = _LAST.get("joblib")
+    cores = cpu_count()
+    n_jobs = parallel_jobs(int(settings.get("n_jobs", -1)), cores=cores) if settings else cores
+    if n_jobs < 2 or len(pending([sweep_dir])) < _PARALLEL_FROM:
+        return lambda: draw_pending([sweep_dir])
+    thread = threading.Thread(target=draw_pending, args=([sweep_dir],),
+                              kwargs={"n_jobs": n_jobs, "joblib": settings},
+                              name="dlrun-draw-run-figures", daemon=True)
+    thread.start()
+    return thread.join
 
 
 def sweep_open() -> bool:

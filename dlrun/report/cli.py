@@ -70,9 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     study = recorded_study(args.paths)
     overrides = {"kind": args.kind, "name": args.name, "target_fraction": args.target_fraction}
     study.update({k: v for k, v in overrides.items() if v is not None})
+    from dlrun.launch import cpu_count
+    from dlrun.report.plots import draw_pending
     from dlrun.report.study import report_sweep
 
     try:
+        # Figures a sweep left waiting (it stopped before drawing them) are drawn on demand.
+        draw_pending(args.paths, n_jobs=cpu_count())
         result = report_sweep(args.paths, out_dir=out, study=study, strict=True)
     except UserError as err:
         print(f"dlrun-report: error: {err}", file=sys.stderr)

@@ -154,8 +154,29 @@ def write_run_folder(
     The core writes ``history.csv``, ``curves.png``, ``metrics.json`` and ``summary.md``;
     each capability's :meth:`~dlrun.capabilities.Capability.report` adds its own files,
     metrics (under its name in ``metrics.json``) and summary section. ``stopped`` says why a
-    run whose folds all finished was cut short (status ``interrupted``).
+    run whose folds all finished was cut short (status ``interrupted``). In a sweep with
+    ``trainer.defer_plots``, the figures are drawn when the sweep ends (:mod:`dlrun.report.plots`).
     """
+    from dlrun.report.plots import deferring
+
+    with deferring(cfg.trainer.defer_plots and _in_sweep()):
+        return _write_run_folder(run_dir, cfg=cfg, spec=spec, outcomes=outcomes, capabilities=capabilities,
+                                 device=device, versions=versions, overrides=overrides,
+                                 dataset_name=dataset_name, stopped=stopped)
+
+
+def _in_sweep() -> bool:
+    """Whether this job is one of a sweep's (Hydra's multirun), whose report draws the plots."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _write_run_folder(
+    run_dir: Path, *, cfg: Config, spec: TaskSpec, outcomes, capabilities: list[Capability],
+    device: str, versions: dict[str, str], overrides: list[str], dataset_name: str, stopped: str | None,
+) -> RunRecord:
     from dlrun.report.plots import plot_curves
     from dlrun.report.summary import write_summary
 

@@ -1,0 +1,1 @@
+"""Hydra's basic sweeper composing each job once (``hydra/sweeper=basic`` under ``dlrun``)."""
