@@ -178,6 +178,9 @@ class TrainerConfig:
     # ...and at least this many seconds between two saves, so that short epochs do not pay a
     # save (a few milliseconds, more on a busy disk) every few epochs; 0: every checkpoint_every
     checkpoint_seconds: float = 0.0
+    # Under hydra/launcher=joblib, the jobs that differ only in seed train side by side in
+    # one stacked network (dlrun.seed_group); configurations that cannot stack run alone.
+    parallel_seeds: bool = False
     # In a sweep, each run's curves.png and confusion_matrix.png are drawn when the sweep ends,
     # all at once in parallel, instead of inside the job (a single run draws them at once).
     defer_plots: bool = True

@@ -145,13 +145,8 @@ def train_phases(
         steps = int(np.ceil(len(data.train.y) / phase.optimizer.batch_size))
         optimizer = build_optimizer(phase.optimizer, steps_per_epoch=steps, epochs=phase.epochs)
         restored = ckpt.restore(path, trained, optimizer) if done is not None and p == first else None
-        callbacks = [cb for cap in capabilities for cb in cap.callbacks(ctx)]
-        if checkpoint and cfg.trainer.checkpoint_every:
-            callbacks.append(ckpt.EpochCheckpoint(  # last: it restores the others' state on resume
-                path, every=cfg.trainer.checkpoint_every, fold=ctx.fold, phase=p, phase_start=start,
-                history=history, fingerprint=fingerprint, peers=callbacks, resumed=restored,
-                min_seconds=cfg.trainer.checkpoint_seconds,
-            ))
+        callbacks = _callbacks(capabilities, ctx, checkpoint=checkpoint, phase=p, phase_start=start,
+                               history=history, fingerprint=fingerprint, restored=restored)
         fit = train(
             trained, data, spec, optimizer=optimizer, epochs=start + phase.epochs,
             batch_size=phase.optimizer.batch_size, callbacks=callbacks, loop=cfg.trainer.loop,
@@ -166,6 +161,66 @@ def train_phases(
     fit = FitResult(history, last.status, last.loop, sum(f.fit_seconds for f in fits),
                     last.stopped_early, last.message)
     return fit, _phase_record(history, phases) if len(phases) > 1 else []
+
+
+def _callbacks(capabilities: list[Capability], ctx: FoldContext, *, checkpoint: bool, phase: int,
+               phase_start: int, history: list[dict], fingerprint: str, restored=None) -> list:
+    """A phase's callbacks: every capability's, then the epoch checkpoint when asked for
+    (last: on a resume it restores the others' state)."""
+    from dlrun import checkpoint as ckpt
+
+    cfg = ctx.cfg
+    callbacks = [cb for cap in capabilities for cb in cap.callbacks(ctx)]
+    if checkpoint and cfg.trainer.checkpoint_every:
+        callbacks.append(ckpt.EpochCheckpoint(
+            ckpt.checkpoint_path(ctx.run_dir), every=cfg.trainer.checkpoint_every, fold=ctx.fold, phase=phase,
+            phase_start=phase_start, history=history, fingerprint=fingerprint, peers=callbacks,
+            resumed=restored, min_seconds=cfg.trainer.checkpoint_seconds,
+        ))
+    return callbacks
+
+
+@dataclass
+class SeedFold:
+    """One seed's built model and prepared data, to train beside the other seeds of its
+    configuration (``trainer.parallel_seeds``, :mod:`dlrun.seed_group`)."""
+
+    model: Any
+    splits: Splits
+    capabilities: list[Capability]
+    ctx: FoldContext
+    fingerprint: str
+    on_epoch: Callable[[int, dict], None]
+    live: Callable[[list[dict]], None] | None = None
+
+
+def train_seeds(members: list[SeedFold], spec: TaskSpec, phase: Phase) -> list:
+    """The train stage of several seeds of one configuration at once: one stacked network
+    (:func:`dlrun.train.train_together`), each seed with its own optimizer state, callbacks
+    (early stopping, epoch checkpoints) and history, as :func:`train_phases` gives one seed.
+
+    Returns:
+        One :class:`dlrun.train.FitResult` per member.
+    """
+    from dlrun.optim import build_optimizer
+    from dlrun.train import FitResult, train_together
+
+    steps = int(np.ceil(len(members[0].splits.train.y) / phase.optimizer.batch_size))
+
+    def optimizer():
+        return build_optimizer(phase.optimizer, steps_per_epoch=steps, epochs=phase.epochs)
+
+    histories: list[list[dict]] = [[] for _ in members]
+    fits = train_together(
+        [m.model for m in members], [m.splits for m in members], spec,
+        optimizers=[optimizer() for _ in members], stacked_optimizer=optimizer(), epochs=phase.epochs,
+        batch_size=phase.optimizer.batch_size, seeds=[m.ctx.cfg.seed for m in members],
+        callbacks=[_callbacks(m.capabilities, m.ctx, checkpoint=True, phase=0, phase_start=0, history=h,
+                              fingerprint=m.fingerprint) for m, h in zip(members, histories, strict=True)],
+        on_epoch=[_kept(h, m.on_epoch, None, m.live) for m, h in zip(members, histories, strict=True)],
+    )
+    return [FitResult(h, f.status, f.loop, f.fit_seconds, f.stopped_early, f.message)
+            for h, f in zip(histories, fits, strict=True)]
 
 
 def _kept(history: list[dict], on_epoch, phase: str | None, live=None):

@@ -553,3 +553,332 @@ def train(
     seconds = time.perf_counter() - start
     stopped_early = status == "ok" and len(rows) < epochs
     return FitResult(rows, status, chosen, seconds, stopped_early, message)
+
+
+# --- seeds side by side -----------------------------------------------------------------
+
+# Layers a stacked network reproduces; any other layer keeps its model training alone.
+_STACKABLE = (keras.layers.InputLayer, keras.layers.Flatten, keras.layers.Dense,
+              keras.layers.Activation, keras.layers.Dropout)
+_PENALTIES = (keras.regularizers.L1, keras.regularizers.L2, keras.regularizers.L1L2)
+
+
+def stacking_obstacle(model: keras.Model) -> str | None:
+    """Why copies of ``model`` cannot train stacked in one network (None: they can).
+
+    Stacking covers a chain of dense layers (any activation, L1/L2 kernel penalties),
+    activations, dropout and flatten: the multi-layer perceptron and logistic regression.
+    """
+    for layer in model.layers:
+        if not isinstance(layer, _STACKABLE):
+            return f"its layer {layer.name!r} is a {type(layer).__name__} (only dense, activation, dropout " \
+                   "and flatten layers stack)"
+        if isinstance(layer, keras.layers.Dropout) and layer.noise_shape is not None:
+            return f"its dropout layer {layer.name!r} has a noise_shape"
+        if isinstance(layer, keras.layers.Dense):
+            extra = [a for a in ("bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint")
+                     if getattr(layer, a, None) is not None]
+            if extra or getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None):
+                return f"its dense layer {layer.name!r} has {', '.join(extra) or 'LoRA or quantization'}"
+            if layer.kernel_regularizer is not None and not isinstance(layer.kernel_regularizer, _PENALTIES):
+                return f"its dense layer {layer.name!r} has a {type(layer.kernel_regularizer).__name__} penalty"
+    return None
+
+
+class _StackedNet:
+    """N copies of one dense chain, each seed's weights a slice of one stacked variable.
+
+    ``(N, in, out)`` kernels multiply ``(N, rows, in)`` batches in one batched matmul, so
+    N small networks cost little more than one. The forward pass is the layers' own maths
+    (the same activation functions; dropout drawn from each seed's own layer, whose random
+    stream therefore advances as it would alone); the penalties are Keras's L1/L2 sums, one
+    per seed. Each seed's model keeps its own variables, copied from its slice by
+    :meth:`sync`.
+    """
+
+    def __init__(self, models: list[keras.Model]):
+        self.models = models
+        self.n = len(models)
+        self.steps: list[tuple[str, object]] = []
+        self.variables: list[keras.Variable] = []
+        self.solo: list[list[keras.Variable]] = []  # per stacked variable, each seed's own
+        self.penalties: list[tuple[keras.Variable, float, float]] = []
+        self.streams: list[tuple[tf.Variable, list]] = []  # dropout seed states: stacked, each seed's own
+        for i, layer in enumerate(models[0].layers):
+            peers = [m.layers[i] for m in models]
+            if isinstance(layer, keras.layers.Flatten):
+                self.steps.append(("flatten", None))
+            elif isinstance(layer, keras.layers.Activation):
+                self.steps.append(("activation", layer.activation))
+            elif isinstance(layer, keras.layers.Dropout):
+                # Each seed's dropout stream, as its own layer's SeedGenerator would draw it.
+                state = tf.Variable(np.stack([keras.ops.convert_to_numpy(p.seed_generator.state) for p in peers]),
+                                    trainable=False)
+                self.steps.append(("dropout", (layer.rate, state)))
+                self.streams.append((state, [p.seed_generator.state for p in peers]))
+            elif isinstance(layer, keras.layers.Dense):
+                kernel = self._stack([p.kernel for p in peers], f"{layer.name}_kernel")
+                bias = self._stack([p.bias for p in peers], f"{layer.name}_bias") if layer.use_bias else None
+                self.steps.append(("dense", (kernel, bias, layer.activation)))
+                reg = layer.kernel_regularizer
+                if reg is not None:
+                    self.penalties.append((kernel, float(getattr(reg, "l1", 0.0)), float(getattr(reg, "l2", 0.0))))
+
+    def _stack(self, own: list[keras.Variable], name: str) -> keras.Variable:
+        stacked = keras.Variable(np.stack([keras.ops.convert_to_numpy(v) for v in own]), name=name)
+        self.variables.append(stacked)
+        self.solo.append(own)
+        return stacked
+
+    def __call__(self, x, *, training: bool):
+        """``(N, rows, ...)`` inputs to ``(N, rows, units)`` outputs, in float32."""
+        h = x
+        for kind, what in self.steps:
+            if kind == "flatten":
+                h = tf.reshape(h, (self.n, tf.shape(h)[1], -1))
+            elif kind == "activation":
+                h = what(h)
+            elif kind == "dropout" and training and what[0] > 0:
+                h = self._dropout(h, *what)
+            elif kind == "dense":
+                kernel, bias, activation = what
+                h = tf.matmul(h, kernel.value)
+                if bias is not None:
+                    h = h + bias.value[:, None, :]
+                if activation is not None:
+                    h = activation(h)
+        return tf.cast(h, tf.float32)
+
+    def _dropout(self, h, rate: float, state: tf.Variable):
+        """``tf.nn.experimental.stateless_dropout`` of each seed's slice with the seed its layer's
+        SeedGenerator would give (Keras's draw: the state, then one step on), the keep/drop
+        decision and scaling done once for the stack."""
+        seeds = state.read_value()
+        state.assign_add(tf.constant([[0, 1]], state.dtype) + tf.zeros_like(seeds))
+        seeds = tf.cast(tf.math.floormod(seeds, tf.int32.max - 1), tf.int32)  # Keras's _cast_seed
+        shape = tf.shape(h)[1:]
+        noise = tf.stack([tf.random.stateless_uniform(shape, seed=seeds[s], dtype=h.dtype) for s in range(self.n)])
+        scale = tf.constant(1 / (1 - rate), dtype=h.dtype)
+        return tf.where(noise >= rate, h * scale, tf.constant(0, dtype=h.dtype))
+
+    def penalty(self):
+        """Each seed's weight penalty, shape ``(N,)`` (Keras's L1L2: l1·Σ|w| + l2·Σw²)."""
+        terms = []
+        for kernel, l1, l2 in self.penalties:
+            term = tf.zeros((self.n,))
+            if l1:
+                term += l1 * tf.reduce_sum(tf.abs(kernel.value), axis=[1, 2])
+            if l2:
+                term += l2 * tf.reduce_sum(tf.square(kernel.value), axis=[1, 2])
+            terms.append(term)
+        return tf.add_n(terms) if terms else None
+
+    def sync(self, active):
+        """Copy each active seed's slice into its own model's variables (in the graph)."""
+        for stacked, own in zip(self.variables, self.solo, strict=True):
+            for s, var in enumerate(own):
+                var.assign(tf.where(active[s], stacked.value[s], var.value))
+        for state, own in self.streams:
+            for s, var in enumerate(own):
+                var.assign(tf.where(active[s], state[s], var.value))
+
+
+def _sync_optimizer(stacked: keras.optimizers.Optimizer, own: list[keras.optimizers.Optimizer], active, n: int):
+    """Copy each active seed's slice of the stacked optimizer's state into its own optimizer
+    (its moments and step count), so that the seed's checkpoints resume it alone."""
+    for big, owns in zip(stacked.variables, zip(*(o.variables for o in own), strict=True), strict=True):
+        for s, var in enumerate(owns):
+            value = big.value[s] if tuple(big.shape) == (n, *var.shape) else big.value
+            var.assign(tf.where(active[s], tf.cast(value, var.dtype), var.value))
+
+
+class _StackedEpochs:
+    """One epoch of every seed, stacked: the fast loop's graph over ``(N, ...)`` tensors.
+
+    Each seed walks its own permutation of its own training rows; its loss, statistic and
+    finiteness are its own, and a seed whose loss turned non-finite stops counting (as its
+    solo loop would stop) while the others go on. Seeds that already finished keep being
+    stepped (their slices are no longer read), so the graph is traced once.
+    """
+
+    def __init__(self, net: _StackedNet, optimizer: keras.optimizers.Optimizer, spec: TaskSpec, *,
+                 batch_size: int, n_train: int, own_optimizers: list | None):
+        self.net, self.optimizer, self.spec = net, optimizer, spec
+        self.batch_size = batch_size
+        self.n_batches = math.ceil(n_train / batch_size)
+        self.loss = per_row_loss(spec)
+        self.own_optimizers = own_optimizers
+        self.optimizer.build(net.variables)
+        self.run = tf.function(self._epoch, autograph=False, reduce_retracing=True)
+
+    def _stat(self, y, pred):
+        if not self.spec.is_classification:
+            return tf.reduce_sum(tf.abs(y - tf.reshape(pred, tf.shape(y))), axis=1)
+        if self.spec.task == "binary":
+            labels = tf.cast(tf.reshape(pred, tf.shape(y)) >= self.spec.threshold, tf.float32)
+        else:
+            labels = tf.cast(tf.argmax(pred, axis=-1), tf.float32)
+        return tf.reduce_sum(tf.cast(tf.equal(labels, y), tf.float32), axis=1)
+
+    def _step(self, x, y, w, idx):
+        xb, yb, wb = (tf.gather(t, idx, batch_dims=1) for t in (x, y, w))
+        n, rows = self.net.n, tf.shape(idx)[1]
+        with tf.GradientTape() as tape:
+            pred = self.net(xb, training=True)
+            per_row = self.loss(tf.reshape(yb, (-1,)), tf.reshape(pred, (n * rows, self.spec.units)))
+            weighted = tf.reshape(per_row, (n, rows)) * wb
+            total = tf.reduce_sum(weighted, axis=1) / tf.cast(rows, tf.float32)
+            penalty = self.net.penalty()
+            if penalty is not None:
+                total += penalty
+            objective = tf.reduce_sum(total)  # each seed's gradient is its own term's
+        variables = self.net.variables
+        self.optimizer.apply(tape.gradient(objective, variables), variables)
+        return tf.reduce_sum(weighted, axis=1), self._stat(yb, pred), tf.math.is_finite(total), tf.reduce_sum(wb, axis=1)
+
+    def _predict(self, x):
+        rows = x.shape[1]
+        return tf.concat([self.net(x[:, i : i + _EVAL_BATCH], training=False)
+                          for i in range(0, rows, _EVAL_BATCH)], axis=1)
+
+    def _epoch(self, x, y, w, perm, x_val, active):
+        bs, n = self.batch_size, self.net.n
+        zero = tf.zeros((n,))
+
+        def more(i, *sums):
+            return i < self.n_batches
+
+        def step(i, loss_sum, stat_sum, weight_sum, seen, live):
+            idx = perm[:, i * bs : (i + 1) * bs]
+            batch_loss, batch_stat, batch_finite, batch_weight = self._step(x, y, w, idx)
+            rows = tf.cast(tf.shape(idx)[1], tf.float32)
+            # A seed counts the batches up to its first non-finite loss, as its own loop stops there.
+            return (i + 1, tf.where(live, loss_sum + batch_loss, loss_sum),
+                    tf.where(live, stat_sum + batch_stat, stat_sum),
+                    tf.where(live, weight_sum + batch_weight, weight_sum),
+                    tf.where(live, seen + rows, seen), tf.logical_and(live, batch_finite))
+
+        start = (tf.constant(0), zero, zero, zero, zero, tf.ones((n,), tf.bool))
+        _, loss_sum, stat_sum, weight_sum, seen, finite = tf.while_loop(more, step, start)
+        self.net.sync(active)
+        if self.own_optimizers:
+            _sync_optimizer(self.optimizer, self.own_optimizers, active, n)
+        lr = tf.cast(self.optimizer.learning_rate, tf.float32)
+        return loss_sum / weight_sum, stat_sum / seen, finite, self._predict(x_val), lr
+
+
+def train_together(
+    models: list[keras.Model],
+    splits: list[Splits],
+    spec: TaskSpec,
+    *,
+    optimizers: list[keras.optimizers.Optimizer],
+    stacked_optimizer: keras.optimizers.Optimizer,
+    epochs: int,
+    batch_size: int,
+    callbacks: list[list[keras.callbacks.Callback]],
+    seeds: list[int],
+    class_weight: Mapping[int, float] | None = None,
+    on_epoch: list[EpochHook] | None = None,
+) -> list[FitResult]:
+    """Train N models of one configuration side by side, stacked in one network.
+
+    Each model is the one its seed would train alone, built from its own initial weights;
+    it gets its own training data (``splits``), permutation per epoch, optimizer state,
+    callbacks (early stopping) and status (``ok``, ``diverged``: a seed that stops leaves
+    the others training). Per-seed numbers equal solo training's to float32 rounding:
+    batched matmuls and reductions over stacked tensors may round differently.
+
+    Args:
+        models: one uncompiled model per seed, identical in structure (see
+            :func:`stacking_obstacle`).
+        splits: each seed's in-memory data; every seed's parts have the same sizes.
+        spec: the task's loss and metrics.
+        optimizers: a fresh optimizer per seed: each model's own (it holds the seed's
+            state for checkpoints; the stacked optimizer does the training).
+        stacked_optimizer: a fresh optimizer of the same configuration for the stack.
+        epochs: the most epochs to run.
+        batch_size: rows per gradient step.
+        callbacks: each seed's Keras callbacks (epoch-level).
+        seeds: each seed's shuffling seed.
+        class_weight: a weight per class code. Defaults to None.
+        on_epoch: each seed's epoch hook. Defaults to None.
+
+    Returns:
+        One :class:`FitResult` per seed; ``fit_seconds`` and each row's ``seconds`` are the
+        seed's share of the group's time (each epoch's time divided among the seeds it trained).
+    """
+    n = len(models)
+    start = time.perf_counter()
+    for model, optimizer in zip(models, optimizers, strict=True):
+        model.compile(optimizer=optimizer, loss=per_row_loss(spec))
+        model.optimizer.build(model.trainable_variables)
+    checkpointing = any(type(cb).__name__ == "EpochCheckpoint" for cbs in callbacks for cb in cbs)
+    net = _StackedNet(models)
+    runner = _StackedEpochs(net, stacked_optimizer, spec, batch_size=batch_size, n_train=len(splits[0].train.y),
+                            own_optimizers=[m.optimizer for m in models] if checkpointing else None)
+    x = tf.constant(np.stack([s.train.x for s in splits]))
+    y = tf.constant(np.stack([s.train.y for s in splits]).astype(np.float32))
+    w = tf.constant(np.stack([row_weights(s, class_weight=class_weight) for s in splits]).astype(np.float32))
+    x_val = tf.constant(np.stack([s.val.x for s in splits]))
+    scorers = [epoch_scorer(s, spec) for s in splits]
+    hooks = on_epoch or [lambda epoch, row: None] * n
+    stat_name = "accuracy" if spec.is_classification else "mae"
+    lists = []
+    for model, cbs in zip(models, callbacks, strict=True):
+        _watch_direction(cbs)
+        lists.append(keras.callbacks.CallbackList(cbs, model=model))
+    histories: list[list[Row]] = [[] for _ in range(n)]
+    status: list[str | None] = [None] * n  # None while training
+    seconds = [(time.perf_counter() - start) / n] * n
+    n_train = len(splits[0].train.y)
+
+    def finish(s: int, outcome: str) -> None:
+        status[s] = outcome
+        lists[s].on_train_end()
+
+    try:
+        for cb_list in lists:
+            cb_list.on_train_begin()
+        for epoch in range(epochs):
+            active = [s for s in range(n) if status[s] is None]
+            if not active:
+                break
+            for s in active:
+                lists[s].on_epoch_begin(epoch)
+            began = time.perf_counter()
+            perm = np.stack([np.random.default_rng([seed, epoch]).permutation(n_train) for seed in seeds])
+            mask = tf.constant([status[s] is None for s in range(n)])
+            loss, stat, finite, val_pred, lr = runner.run(x, y, w, perm.astype(np.int32), x_val, mask)
+            loss, stat, finite, val_pred = (np.asarray(t) for t in (loss, stat, finite, val_pred))
+            share = (time.perf_counter() - began) / len(active)
+            for s in active:
+                scale = 1.0 if spec.is_classification else splits[s].y_std
+                logs = {"loss": float(loss[s]), stat_name: float(stat[s]) * scale, **scorers[s](val_pred[s])}
+                logs["lr"] = float(lr)
+                logs["seconds"] = share
+                seconds[s] += share
+                row = {"epoch": epoch + 1, **logs}
+                histories[s].append(row)
+                hooks[s](epoch + 1, row)
+                if not bool(finite[s]) or not math.isfinite(logs["loss"]):
+                    finish(s, "diverged")
+                    continue
+                lists[s].on_epoch_end(epoch, dict(logs))
+                if models[s].stop_training:
+                    finish(s, "ok")
+        for s in range(n):
+            if status[s] is None:
+                finish(s, "ok")
+    except KeyboardInterrupt:
+        for s in range(n):
+            if status[s] is None:
+                status[s] = "interrupted"
+    results = []
+    for s in range(n):
+        rows = histories[s]
+        message = {"diverged": _divergence_message(len(rows)),
+                   "interrupted": "stopped by the user (Ctrl-C or SIGTERM)"}.get(status[s])
+        results.append(FitResult(rows, status[s], "fast", seconds[s],
+                                 status[s] == "ok" and len(rows) < epochs, message))
+    return results

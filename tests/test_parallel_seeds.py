@@ -1,0 +1,148 @@
+"""trainer.parallel_seeds: seeds of one configuration trained side by side, in one stacked
+network, give each seed what it gets alone (to float32 rounding) and a complete run folder."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from hydra_plugins.dlrun_launchers.resilient_joblib import seed_groups
+
+# Stacked batched matmuls and reductions may round differently from one seed's own: what
+# the seeds agree to, measured (breast_cancer, 12 epochs: about 1e-7 relative at most).
+RTOL, ATOL = 1e-4, 1e-6
+
+
+# --- grouping ---------------------------------------------------------------------------
+
+
+def test_jobs_that_differ_only_in_seed_are_grouped_in_order():
+    jobs = [["reg=l1", "seed=0"], ["reg=l1", "seed=1"], ["reg=l2", "seed=0"], ["seed=2", "reg=l1"],
+            ["reg=l2", "seed=1"]]
+    assert seed_groups(jobs, parallel_seeds=True) == [[0, 1, 3], [2, 4]]
+    assert seed_groups(jobs, parallel_seeds=False) == [[0], [1], [2], [3], [4]]
+
+
+def test_a_jobs_own_parallel_seeds_override_wins():
+    jobs = [["trainer.parallel_seeds=false", "seed=0"], ["trainer.parallel_seeds=false", "seed=1"],
+            ["trainer.parallel_seeds=true", "seed=0"], ["trainer.parallel_seeds=true", "seed=1"]]
+    assert seed_groups(jobs, parallel_seeds=False) == [[0], [1], [2, 3]]
+
+
+@pytest.mark.parametrize(("override", "reason"), [
+    ("eval=kfold", "folds"), ("trainer.resume=true", "resume"), ("trainer.loop=fit", "loop=fit"),
+    ("trainer.reduce_lr_on_plateau=true", "learning rate"), ("optimizer.clipnorm=1.0", "clipnorm"),
+])
+def test_what_cannot_be_stacked_is_named(cfg_factory, override, reason):
+    from dlrun.seed_group import config_obstacle
+
+    assert config_obstacle(OmegaConf.to_object(cfg_factory([]))) is None
+    assert reason in config_obstacle(OmegaConf.to_object(cfg_factory([override])))
+
+
+def test_only_dense_chains_stack():
+    from dlrun.models.mlp import build_mlp
+    from dlrun.task import task_spec
+    from dlrun.train import stacking_obstacle
+
+    spec = task_spec("binary", 2, np.array([0, 1]))
+    assert stacking_obstacle(build_mlp((4,), spec, l2=0.1, dropout=0.2)) is None
+    assert "BatchNormalization" in stacking_obstacle(build_mlp((4,), spec, batch_norm=True))
+
+
+# --- training ---------------------------------------------------------------------------
+
+
+def _splits(seed: int, *, scale: float = 1.0):
+    from dlrun.data.table import Part, Splits
+
+    rng = np.random.default_rng(seed)
+
+    def part(n):
+        x = rng.normal(size=(n, 5)).astype(np.float32)
+        return Part(x * scale, (x @ np.arange(5) + rng.normal(size=n)).astype(np.float64) / 5)
+
+    return Splits(part(60), part(30), part(30), "regression", [], [f"x{i}" for i in range(5)])
+
+
+def test_a_diverging_seed_stops_alone_and_the_others_train_as_alone():
+    import keras
+
+    from dlrun.models.mlp import build_mlp
+    from dlrun.task import task_spec
+    from dlrun.train import train, train_together
+
+    spec = task_spec("regression", 0, np.zeros(2))
+    splits = [_splits(0), _splits(1, scale=1e30), _splits(2)]  # seed 1's inputs overflow
+
+    def model(seed):
+        keras.utils.set_random_seed(seed)
+        return build_mlp((5,), spec, width=8, depth=2, l2=1e-3, dropout=0.1)
+
+    fits = train_together([model(s) for s in range(3)], splits, spec,
+                          optimizers=[keras.optimizers.Adam(0.01) for _ in range(3)],
+                          stacked_optimizer=keras.optimizers.Adam(0.01), epochs=6, batch_size=16,
+                          callbacks=[[], [], []], seeds=[0, 1, 2])
+    assert [f.status for f in fits] == ["ok", "diverged", "ok"]
+    assert fits[1].epochs_run == 1 and "non-finite" in fits[1].message
+    for s in (0, 2):
+        alone = train(model(s), splits[s], spec, optimizer=keras.optimizers.Adam(0.01), epochs=6, batch_size=16,
+                      callbacks=[], seed=s)
+        assert fits[s].epochs_run == alone.epochs_run == 6
+        for together, solo in zip(fits[s].history, alone.history, strict=True):
+            for key in ("loss", "mae", "val_loss", "val_mae", "lr"):
+                assert together[key] == pytest.approx(solo[key], rel=RTOL, abs=ATOL), (s, key)
+
+
+# --- a sweep ----------------------------------------------------------------------------
+
+
+def _numbers(record: dict, prefix: str = "") -> dict[str, float]:
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            out.update(_numbers(value, f"{prefix}{key}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool) and "seconds" not in key:
+            out[prefix + key] = value
+    return out
+
+
+def _files(run: Path) -> set[str]:
+    return {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and p.name != ".dlrun.lock"}
+
+
+@pytest.mark.slow
+def test_a_three_seed_group_matches_its_seeds_alone(dlrun_cli, tmp_path):
+    """One sweep: seeds 0-2 alone (parallel_seeds=false) and as one group (true)."""
+    result = dlrun_cli([
+        "-m", "hydra/launcher=joblib", "dataset=breast_cancer", "reg=combined", "reg.patience=3",
+        "model.width=16", "trainer.epochs=12", "trainer.progress=none", "trainer.checkpoint_every=0",
+        "trainer.parallel_seeds=false,true", "seed=0,1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.count("train together") == 1
+    sweep = tmp_path / "sweep"
+    for seed in range(3):
+        alone, together = sweep / str(seed), sweep / str(seed + 3)
+        a = json.loads((alone / "metrics.json").read_text())
+        b = json.loads((together / "metrics.json").read_text())
+        assert b["status"] == a["status"] == "ok"
+        for key in ("epochs_run", "best_epoch", "stopped_early", "seed"):
+            assert b[key] == a[key], key
+        numbers_a, numbers_b = _numbers(a), _numbers(b)
+        assert numbers_b.keys() == numbers_a.keys()
+        for key, value in numbers_a.items():
+            if not (isinstance(value, float) and math.isnan(value)):
+                assert numbers_b[key] == pytest.approx(value, rel=RTOL, abs=ATOL), (seed, key)
+        assert _files(together) == _files(alone)
+        assert f"seed={seed}" in (together / ".hydra" / "overrides.yaml").read_text()
+        ha, hb = pd.read_csv(alone / "history.csv"), pd.read_csv(together / "history.csv")
+        assert list(hb.columns) == list(ha.columns) and len(hb) == len(ha)
+        assert np.allclose(hb["val_loss"], ha["val_loss"], rtol=RTOL, atol=ATOL)
+    assert len(pd.read_csv(sweep / "leaderboard.csv")) == 6
