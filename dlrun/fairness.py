@@ -12,7 +12,9 @@ error, beside the gap the data's source documents where it documents one (the lo
   Calders), which makes group and label independent in the weighted training data. Only
   marginally: given the other inputs the label may still depend on the group, and the
   audit reports how much (the group's logit coefficient in a logistic regression, before
-  and after reweighing), the part a proxy of the group can still carry into the network;
+  and after reweighing), the part a proxy of the group can still carry into the network,
+  and what the same weights do to a logistic regression on the same inputs (its test
+  demographic-parity difference unweighted and reweighed: a yardstick for the network);
 * ``threshold`` (post-process): per-group thresholds on the network's scores, chosen on the
   validation split by fairlearn's ``ThresholdOptimizer`` under ``fairness.constraint``
   (``demographic_parity`` or ``equalized_odds``), then applied to every split;
