@@ -146,3 +146,39 @@ def test_a_three_seed_group_matches_its_seeds_alone(dlrun_cli, tmp_path):
         assert list(hb.columns) == list(ha.columns) and len(hb) == len(ha)
         assert np.allclose(hb["val_loss"], ha["val_loss"], rtol=RTOL, atol=ATOL)
     assert len(pd.read_csv(sweep / "leaderboard.csv")) == 6
+
+
+def test_each_seed_checkpoints_its_own_weights_and_optimizer_state(tmp_path):
+    import keras
+
+    from dlrun import checkpoint as ckpt
+    from dlrun.models.mlp import build_mlp
+    from dlrun.task import task_spec
+    from dlrun.train import train_together
+
+    spec = task_spec("regression", 0, np.zeros(2))
+    splits = [_splits(0), _splits(1)]
+
+    def model(seed):
+        keras.utils.set_random_seed(seed)
+        return build_mlp((5,), spec, width=8, depth=1)
+
+    models, stacked = [model(0), model(1)], keras.optimizers.Adam(0.01)
+    paths = [tmp_path / f"s{s}" / "state.npz" for s in range(2)]
+    histories: list[list[dict]] = [[], []]
+    callbacks = [[ckpt.EpochCheckpoint(p, every=1, history=h)] for p, h in zip(paths, histories, strict=True)]
+    hooks = [lambda epoch, row, h=h: h.append(row) for h in histories]
+    train_together(models, splits, spec, optimizers=[keras.optimizers.Adam(0.01) for _ in range(2)],
+                   stacked_optimizer=stacked, epochs=3, batch_size=16, callbacks=callbacks, seeds=[0, 1],
+                   on_epoch=hooks)
+    for s in range(2):
+        fresh, optimizer = model(s), keras.optimizers.Adam(0.01)
+        assert ckpt.restore(paths[s], fresh, optimizer).epoch == 3
+        for restored, trained in zip(fresh.variables, models[s].variables, strict=True):
+            assert np.array_equal(restored.numpy(), trained.numpy())
+        assert int(optimizer.iterations.numpy()) == 3 * 4  # 60 rows in batches of 16
+        slots = [v for v in stacked.variables if len(v.shape) and v.shape[0] == 2]
+        own = [v for v in optimizer.variables if len(v.shape)]
+        assert len(slots) == len(own) > 0
+        for big, mine in zip(slots, own, strict=True):
+            assert np.array_equal(big.numpy()[s], mine.numpy())
