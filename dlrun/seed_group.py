@@ -209,36 +209,49 @@ def run_group(jobs: Sequence[tuple[int, Sequence[str]]], hydra_context, config: 
     seeds = [_compose(idx, overrides, hydra_context, config) for idx, overrides in jobs]
     why = _group_obstacle(seeds)
     if why is None:
-        from dlrun import runtime
-
-        interrupts = runtime.Interrupts()
-        _log_to(seeds[0])  # the group's own lines (set-up, training) go to its first job's run.log
-        with contextlib.ExitStack() as locks:
-            for seed in seeds:
-                try:
-                    _prepare(seed, hydra_context, locks)
-                except Exception as err:  # this seed fails alone, its report says why
-                    seed.error = err
-            ready = [s for s in seeds if s.error is None]
-            why = _fold_obstacle(ready) if ready else None
-            if why is None:
-                log.info("jobs %s: seeds %s train together (trainer.parallel_seeds)",
-                         ", ".join(f"#{s.idx}" for s in seeds), ", ".join(str(s.cfg.seed) for s in ready))
-                if ready:
-                    _train(ready)
-                returns = []
-                with interrupts.held():  # every seed's folder is written before an interrupt stops us
-                    for seed in seeds:
-                        returns.append((seed.idx, _finish(seed, hydra_context, task_function)))
-                if interrupts.requested or any(s.state.get("fit") and s.state["fit"].status == "interrupted"
-                                               for s in ready):
-                    raise KeyboardInterrupt
-                return returns
+        returns, why = _together(seeds, hydra_context, task_function)
+        if returns is not None:
+            return returns
     log.info("jobs %s run one by one: %s", ", ".join(f"#{s.idx}" for s in seeds), why)
     from hydra_plugins.hydra_joblib_launcher import _core
 
     return [(idx, _core.execute_job(idx, overrides, hydra_context, config, task_function, singleton_state))
             for idx, overrides in jobs]
+
+
+def _together(seeds: list[_Seed], hydra_context, task_function) -> tuple[list | None, str | None]:
+    """Prepare, train and report the seeds as one group: ``(returns, None)``, or ``(None, why)``
+    when they must run one by one instead (nothing of theirs written but partial histories,
+    which a lone job rewrites)."""
+    from dlrun import runtime
+    from dlrun.cli import one_line
+
+    interrupts = runtime.Interrupts()
+    _log_to(seeds[0])  # the group's own lines (set-up, training) go to its first job's run.log
+    with contextlib.ExitStack() as locks:
+        for seed in seeds:
+            try:
+                _prepare(seed, hydra_context, locks)
+            except Exception as err:  # this seed fails alone: its own job records why
+                seed.error = err
+        ready = [s for s in seeds if s.error is None]
+        why = _fold_obstacle(ready) if ready else None
+        if why is not None:
+            return None, why
+        log.info("jobs %s: seeds %s train together (trainer.parallel_seeds)",
+                 ", ".join(f"#{s.idx}" for s in seeds), ", ".join(str(s.cfg.seed) for s in ready))
+        try:
+            if ready:
+                _train(ready)
+        except Exception as err:  # e.g. out of memory for the stack: each seed gets its own try
+            return None, f"training them together failed ({one_line(err)})"
+        returns = []
+        with interrupts.held():  # every seed's folder is written before an interrupt stops us
+            for seed in seeds:
+                returns.append((seed.idx, _finish(seed, hydra_context, task_function)))
+    if interrupts.requested or any(s.state["fit"].status == "interrupted" for s in ready):
+        raise KeyboardInterrupt
+    return returns, None
 
 
 def _finish(seed: _Seed, hydra_context, task_function):
