@@ -181,6 +181,9 @@ def main() -> None:
     from hydra_plugins.dlrun_covering_sweeper.covering_sweeper import use_covering_sweeper
 
     use_covering_sweeper()  # a grid sweep composes each job once, not twice
+    from hydra_plugins.dlrun_launchers.slurm import use_for_slurm
+
+    use_for_slurm()  # hydra/launcher=submitit_slurm marks jobs lost by SLURM failed, resumes requeued ones
     try:
         _job()
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,8 @@ class RunRecord:
     folds: list[dict[str, Any]] | None = None  # k-fold: each fold's metrics
     sections: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA
+    # The SLURM job that wrote the record (``123_4`` in a job array); None outside SLURM.
+    slurm_job_id: str | None = field(default_factory=lambda: _slurm_job_id(os.environ))
 
     def split(self, name: str) -> dict[str, float | None]:
         """The metrics of ``train``, ``val``, ``test`` or ``baseline``."""
@@ -131,12 +134,21 @@ def from_dict(data: Any, *, source: str = METRICS_FILE) -> RunRecord:
             raise RecordError(f"{source} is not a dlrun run record ({key!r} should hold the split's metrics)")
     known = {k: v for k, v in data.items() if k in _KNOWN and v is not None}
     known.setdefault("schema", 1)
+    known.setdefault("slurm_job_id", None)  # a record read back is not stamped with the reader's job
     for key in _DICT_FIELDS:
         known.setdefault(key, {})
     if "overrides" in known and not isinstance(known["overrides"], list):
         known["overrides"] = [str(known["overrides"])]
     sections = {k: v for k, v in data.items() if k not in _KNOWN}
     return RunRecord(**known, sections=sections)
+
+
+def _slurm_job_id(environ: Any) -> str | None:
+    """The SLURM job this process runs in, as ``squeue`` names it (``123_4`` in a job array)."""
+    array, task = environ.get("SLURM_ARRAY_JOB_ID"), environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return environ.get("SLURM_JOB_ID") or None
 
 
 def read_record(run_dir: Path) -> RunRecord:

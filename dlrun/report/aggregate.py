@@ -134,7 +134,7 @@ def leaderboard(runs: Runs) -> pd.DataFrame:
     The columns: the config keys, then :data:`METRIC_COLUMNS` and the run's identity.
     """
     frame, keys = runs.frame, runs.config_keys
-    rest = ["headline", *METRIC_COLUMNS, "fit_metric", "test_fit", "seed", "message", "run_dir"]
+    rest = ["headline", *METRIC_COLUMNS, "fit_metric", "test_fit", "seed", "message", "slurm_job", "run_dir"]
     board = frame[keys + [c for c in rest if c in frame and c not in keys]].copy()
     if "val_score" in board and len(board):
         board = board.sort_values("val_score", ascending=not _greater_is_better(frame),

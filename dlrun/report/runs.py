@@ -187,6 +187,8 @@ def _metrics_row(run_dir: Path, m: Mapping[str, Any]) -> dict[str, Any]:
         "params": m.get("params"),
         "seed": m.get("seed"),
         "message": m.get("message"),
+        # Only runs that ran under SLURM get the column: other leaderboards stay as they were.
+        **({"slurm_job": m["slurm_job_id"]} if m.get("slurm_job_id") else {}),
     }
 
 
