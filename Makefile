@@ -28,6 +28,7 @@ help:
 	@echo "make course6    fairness audit and mitigation     -> $(COURSES)/fairness (ADULT=FOLDER adds UCI Adult)"
 	@echo "make bench      speed benchmarks                  -> benchmarks/results.md"
 	@echo "make check-inputs  run every bad-input case against the installed dlrun (N passed, N failed)"
+	@echo "make test-cluster  SLURM end to end (a throwaway single-node SLURM if none answers; root)"
 	@echo "make lint       ruff"
 
 $(STAMP): pyproject.toml
@@ -49,6 +50,11 @@ test-fast: $(STAMP)
 
 check-inputs: $(STAMP)
 	$(BIN)/python -m dlrun.tools.bad_inputs
+
+# Not part of `make test`: it needs a SLURM cluster, or root to install and start one (a few minutes).
+.PHONY: test-cluster
+test-cluster: $(STAMP)
+	$(BIN)/python -m dlrun.tools.cluster_check
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

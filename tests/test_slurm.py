@@ -179,7 +179,13 @@ def test_a_job_neither_sacct_nor_squeue_can_see_is_waited_for(tmp_path, monkeypa
 def test_a_lost_job_is_recorded_failed_with_its_cause_and_job_id(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "1")  # the sweep itself may run inside an allocation
     launcher = slurm.SubmititSlurmLauncher(submitit_folder=str(tmp_path))
-    monkeypatch.setattr(launcher, "_run_dir", lambda idx, overrides: tmp_path / str(idx))
+    launcher.config = compose_config([f"hydra.sweep.dir={tmp_path}", "seed=4"], return_hydra_config=True)
+
+    class Loader:
+        def load_sweep_config(self, master, overrides):
+            return master.copy()
+
+    launcher.hydra_context = type("Context", (), {"config_loader": Loader()})()
     ret = launcher._failed(3, ["seed=4"], "12_3", "cancelled (scancel, or an administrator)")
     record = read_record(tmp_path / "3")
     assert record.status == "failed" and record.seed == 4 and record.slurm_job_id == "12_3"

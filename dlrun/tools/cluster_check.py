@@ -48,7 +48,7 @@ QUIET = ("trainer.threads=1", "trainer.progress=none")
 # Long enough that a job is still running when it is cancelled.
 LONG_EPOCHS = 4000
 # Past a 1-minute limit: about 11 ms an epoch on one thread (breast_cancer MLP), 2x under load.
-REQUEUE_EPOCHS = 11000
+REQUEUE_EPOCHS = 15000
 
 
 def _free_port() -> int:
@@ -219,8 +219,9 @@ class ThrowawayCluster:
 class Checks:
     """The checks, run with ``dlrun`` against the cluster that ``env`` points at."""
 
-    def __init__(self, work: Path, env: dict[str, str]) -> None:
+    def __init__(self, work: Path, env: dict[str, str], *, partition: str = PARTITION) -> None:
         self.work, self.env = work, {**env, "TF_CPP_MIN_LOG_LEVEL": "3", "CI": "1"}
+        self.partition = partition
         self.env.pop("DLRUN_DEBUG", None)
         self.measured: dict[str, str] = {}
 
@@ -229,7 +230,7 @@ class Checks:
                               text=True, timeout=timeout)
 
     def sweep(self, name: str, *args: str) -> list[str]:
-        return ["-m", "hydra/launcher=slurm_cpu", f"hydra.launcher.partition={PARTITION}",
+        return ["-m", "hydra/launcher=slurm_cpu", f"hydra.launcher.partition={self.partition}",
                 f"hydra.sweep.dir={self.work / name}", *QUIET, *args]
 
     def check_sweep(self) -> str | None:
@@ -285,10 +286,11 @@ class Checks:
     def check_requeue(self) -> str | None:
         """A job past its 1-minute limit is requeued, resumes, and equals an uninterrupted run."""
         epochs = f"trainer.epochs={REQUEUE_EPOCHS}"
-        # Each start of a job with a 1-minute limit trains for 10 to 40 s: allow a few.
+        # Each start of a job with a 1-minute limit runs 20 to 50 s (slurmctld warns it at its
+        # next 30-second check), 10 of them starting up: allow enough requeues.
         sweep = subprocess.Popen(
             [*_dlrun_command(), *self.sweep("requeue", "hydra.launcher.cpus_per_task=1",
-                                            "hydra.launcher.timeout_min=1", "hydra.launcher.max_num_timeout=8",
+                                            "hydra.launcher.timeout_min=1", "hydra.launcher.max_num_timeout=12",
                                             "seed=0", epochs)],
             cwd=self.work, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         start = time.monotonic()
@@ -397,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dlrun.tools.cluster_check", description=__doc__.splitlines()[0])
     parser.add_argument("-k", default="", help="only checks whose name contains this")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, run folders)")
+    parser.add_argument("--partition", default=PARTITION,
+                        help=f"the partition on a cluster that answers (default {PARTITION}, the throwaway one's)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="dlrun-cluster-"))
     cluster = None
@@ -414,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cluster up in {time.monotonic() - started:.0f} s (config and logs in {work / 'slurm'})",
                   flush=True)
             env = cluster.env
-        checks = Checks(work / "runs", env)
+        checks = Checks(work / "runs", env, partition=args.partition)
         checks.work.mkdir()
         for name in (c for c in CHECKS if args.k in c):
             try:

@@ -33,7 +33,7 @@ from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 try:
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
@@ -45,23 +45,27 @@ log = logging.getLogger(__name__)
 POLL_S = 5.0  # between two looks at the queue (one sacct call for the whole sweep)
 RESULT_GRACE_S = 15.0  # an ended job's result file may reach a shared file system this much later
 GONE_S = 30.0  # a job neither queued nor known to sacct for this long has left without a result
-GONE = "it left the SLURM queue without writing its result (sacct cannot say why: is accounting off?)"
+GONE = "left the SLURM queue (sacct cannot say why: is accounting off?)"
 
 # SLURM's end states (sacct, squeue) of a job that left no result, and what they mean.
 CAUSES = {
     "CANCELLED": "cancelled (scancel, or an administrator)",
     "NODE_FAIL": "its node failed (node lost)",
     "BOOT_FAIL": "its node failed to boot",
-    "OUT_OF_MEMORY": "it ran out of memory (raise hydra.launcher.mem_gb)",
-    "TIMEOUT": "it reached its time limit (raise hydra.launcher.timeout_min or hydra.launcher.max_num_timeout)",
-    "PREEMPTED": "it was preempted and not requeued",
-    "DEADLINE": "it reached its deadline",
-    "FAILED": "it exited with an error before writing its result",
-    "COMPLETED": "it ended without writing its result",
+    "OUT_OF_MEMORY": "out of memory (raise hydra.launcher.mem_gb)",
+    "TIMEOUT": "time limit reached (raise hydra.launcher.timeout_min or hydra.launcher.max_num_timeout)",
+    "PREEMPTED": "preempted and not requeued",
+    "DEADLINE": "deadline reached",
+    "FAILED": "exited with an error (its log is under hydra.sweep.dir/.submitit)",
+    "COMPLETED": "exited without writing its result",
 }
 # States of a job that may still write its result (submitit's list, and squeue's names).
 _UNFINISHED = {"READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING", "PREEMPTED", "CONFIGURING",
                "RESIZING", "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "STOPPED"}
+
+
+class JobLost(RuntimeError):
+    """A SLURM job that ended without writing its result (what its run folder records)."""
 
 
 def use_for_slurm() -> None:
@@ -108,7 +112,7 @@ def failure_cause(state: str) -> str | None:
     word = (state or "UNKNOWN").split()[0].upper().rstrip("+")
     if word in _UNFINISHED:
         return None
-    return CAUSES.get(word, f"it ended in the SLURM state {word} without writing its result")
+    return CAUSES.get(word, f"ended in the SLURM state {word}")
 
 
 def _cause(known: str, queued: str | None, *, queue_answered: bool) -> tuple[str | None, float]:
@@ -241,24 +245,25 @@ class SubmititSlurmLauncher(SlurmLauncher):
             lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.startswith("-")]
             last = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines
                         else type(err).__name__)
-            return self._failed(idx, overrides, job.job_id, f"it raised outside dlrun's job ({last})")
+            return self._failed(idx, overrides, job.job_id, f"raised outside dlrun's job ({last})")
 
-    def _run_dir(self, idx: int, overrides: Sequence[str]) -> Path:
+    def _job_config(self, idx: int, overrides: Sequence[str]) -> DictConfig:
         config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with open_dict(config):
             config.hydra.job.num = idx
             config.hydra.job.id = f"{config.hydra.job.name}_{idx}"
-        return Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+        return config
 
     def _failed(self, idx: int, overrides: Sequence[str], job_id: str, cause: str) -> JobReturn:
         """Mark the job ``failed`` in its run folder, with its SLURM job id and the cause."""
         from dlrun.record import read_record, write_record
         from dlrun.report.run_folder import write_failure
 
-        run_dir = self._run_dir(idx, overrides)
+        config = self._job_config(idx, overrides)
+        run_dir = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        message = f"SLURM job {job_id}: {cause}"
-        write_failure(run_dir, RuntimeError(message), overrides=list(overrides), seed=_seed(overrides))
+        message = f"SLURM job {job_id} ended without a result: {cause}"
+        write_failure(run_dir, JobLost(message), overrides=list(overrides), seed=config.get("seed"))
         record = read_record(run_dir)
         record.slurm_job_id = job_id  # not this process's own id, when it runs inside an allocation
         write_record(run_dir, record)
@@ -267,17 +272,6 @@ class SubmititSlurmLauncher(SlurmLauncher):
         # goes on, and its report counts the job as failed from its run folder.
         return JobReturn(overrides=list(overrides), working_dir=str(run_dir), status=JobStatus.COMPLETED,
                          _return_value=math.nan)
-
-
-def _seed(overrides: Sequence[str]) -> int | None:
-    for item in overrides:
-        key, _, value = item.partition("=")
-        if key.lstrip("+") == "seed":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 def _queue_states(job_ids: Sequence[str]) -> dict[str, str] | None:
