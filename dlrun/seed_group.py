@@ -47,11 +47,15 @@ class _Seed:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-def _compose(idx: int, overrides: Sequence[str], hydra_context, config: DictConfig) -> _Seed:
-    """The job's config as hydra-joblib-launcher composes it (job number, output folder)."""
+def _compose(idx: int, overrides: Sequence[str], hydra_context, config: DictConfig,
+             like: _Seed | None = None) -> _Seed:
+    """The job's config as hydra-joblib-launcher composes it (job number, output folder);
+    ``like``: a composed job of the group, whose config this one's is but for the seed."""
     from hydra.core.hydra_config import HydraConfig
 
-    job = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+    job = _reseeded(like.config, overrides) if like is not None else None
+    if job is None:
+        job = hydra_context.config_loader.load_sweep_config(config, list(overrides))
     with open_dict(job):
         job.hydra.job.id = f"{job.hydra.job.name}_{idx}"
         job.hydra.job.num = idx
@@ -60,6 +64,30 @@ def _compose(idx: int, overrides: Sequence[str], hydra_context, config: DictConf
     with read_write(job.hydra.runtime), open_dict(job.hydra.runtime):
         job.hydra.runtime.output_dir = str(run_dir.absolute())
     return _Seed(idx, list(overrides), job, run_dir)
+
+
+def _reseeded(config: DictConfig, overrides: Sequence[str]) -> DictConfig | None:
+    """``config`` (a composed job of the group) as Hydra would compose it for ``overrides``,
+    which differ from its own only in ``seed=...`` (composing costs about half a second a
+    job); None when the seed is not given as a plain ``seed=value``."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    seeds = [o for o in parsed if o.key_or_group == "seed"]
+    if len(seeds) != 1 or seeds[0].type != OverrideType.CHANGE or seeds[0].package is not None \
+            or seeds[0].is_sweep_override():
+        return None
+    task = [o for o in parsed if not o.is_hydra_override()]
+    job = copy.deepcopy(config)
+    OmegaConf.set_readonly(job.hydra, False)  # as composed (HydraConfig marked the original's)
+    OmegaConf.update(job, "seed", seeds[0].value(), merge=True)
+    job.hydra.overrides.task = [o.input_line for o in task]
+    dirname = job.hydra.job.config.override_dirname
+    job.hydra.job.override_dirname = get_overrides_dirname(
+        overrides=task, kv_sep=dirname.kv_sep, item_sep=dirname.item_sep, exclude_keys=dirname.exclude_keys)
+    return job
 
 
 def _task_config(seed: _Seed) -> DictConfig:
@@ -206,13 +234,20 @@ def run_group(jobs: Sequence[tuple[int, Sequence[str]]], hydra_context, config: 
 
     setup_globals()
     Singleton.set_state(singleton_state)
-    seeds = [_compose(idx, overrides, hydra_context, config) for idx, overrides in jobs]
-    why = _group_obstacle(seeds)
-    if why is None:
-        returns, why = _together(seeds, hydra_context, task_function)
-        if returns is not None:
-            return returns
-    log.info("jobs %s run one by one: %s", ", ".join(f"#{s.idx}" for s in seeds), why)
+    from dlrun.cli import one_line
+
+    try:
+        seeds: list[_Seed] = []
+        for idx, overrides in jobs:
+            seeds.append(_compose(idx, overrides, hydra_context, config, like=seeds[0] if seeds else None))
+        why = _group_obstacle(seeds)
+        if why is None:
+            returns, why = _together(seeds, hydra_context, task_function)
+            if returns is not None:
+                return returns
+    except Exception as err:  # the group's own machinery: its jobs still run, one by one
+        why = f"the group could not run ({one_line(err)})"
+    log.info("jobs %s run one by one: %s", ", ".join(f"#{idx}" for idx, _ in jobs), why)
     from hydra_plugins.hydra_joblib_launcher import _core
 
     return [(idx, _core.execute_job(idx, overrides, hydra_context, config, task_function, singleton_state))
