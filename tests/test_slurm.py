@@ -103,12 +103,13 @@ def test_the_leaderboard_has_a_slurm_job_column_only_for_slurm_runs(tmp_path):
 @pytest.mark.parametrize(("state", "words"), [
     ("CANCELLED by 0", "cancelled"), ("NODE_FAIL", "node lost"), ("OUT_OF_MEMORY", "mem_gb"),
     ("TIMEOUT", "timeout_min"), ("FAILED", "exited with an error"), ("WEIRD_STATE", "WEIRD_STATE"),
+    ("PREEMPTED", "not requeued"),
 ])
 def test_an_ended_job_without_a_result_has_a_cause(state, words):
     assert words in slurm.failure_cause(state)
 
 
-@pytest.mark.parametrize("state", ["PENDING", "RUNNING", "REQUEUED", "COMPLETING", "UNKNOWN", "PREEMPTED", ""])
+@pytest.mark.parametrize("state", ["PENDING", "RUNNING", "REQUEUED", "COMPLETING", "UNKNOWN", ""])
 def test_a_job_that_may_still_finish_has_no_cause(state):
     assert slurm.failure_cause(state) is None
 
@@ -154,6 +155,12 @@ def test_the_sweep_marks_lost_jobs_failed_and_ends(tmp_path, monkeypatch):
     assert results[1][:3] == ("failed", 1, "5_1") and "cancelled" in results[1][3]
     assert results[2][:3] == ("failed", 2, "5_2") and "node" in results[2][3]
     assert results[3][:3] == ("failed", 3, "5_3") and "left the SLURM queue" in results[3][3]
+
+
+def test_a_preempted_job_gets_longer_to_come_back_than_an_ended_one():
+    assert slurm._cause("PREEMPTED", None, queue_answered=True) == (slurm.CAUSES["PREEMPTED"], slurm.GONE_S)
+    assert slurm._cause("UNKNOWN", "CANCELLED", queue_answered=True)[1] == slurm.RESULT_GRACE_S < slurm.GONE_S
+    assert slurm._cause("UNKNOWN", "PENDING", queue_answered=True) == (None, slurm.RESULT_GRACE_S)
 
 
 def test_a_job_neither_sacct_nor_squeue_can_see_is_waited_for(tmp_path, monkeypatch):

@@ -60,7 +60,9 @@ CAUSES = {
     "COMPLETED": "exited without writing its result",
 }
 # States of a job that may still write its result (submitit's list, and squeue's names).
-_UNFINISHED = {"READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING", "PREEMPTED", "CONFIGURING",
+# PREEMPTED is not one: a preempted job that SLURM requeues turns REQUEUED, then PENDING,
+# within GONE_S; one that stays PREEMPTED was cancelled (PreemptMode=CANCEL).
+_UNFINISHED = {"READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING", "CONFIGURING",
                "RESIZING", "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "STOPPED"}
 
 
@@ -121,10 +123,9 @@ def _cause(known: str, queued: str | None, *, queue_answered: bool) -> tuple[str
     ``known`` is sacct's state (``UNKNOWN`` when sacct cannot answer), ``queued`` squeue's
     (None when squeue does not list the job). ``(None, 0)`` while the job may still finish.
     """
-    if known != "UNKNOWN":
-        return failure_cause(known), RESULT_GRACE_S
-    if queued:
-        return failure_cause(queued), RESULT_GRACE_S
+    state = known if known != "UNKNOWN" else queued
+    if state:
+        return failure_cause(state), GONE_S if state.startswith("PREEMPTED") else RESULT_GRACE_S
     return (GONE, GONE_S) if queue_answered else (None, 0.0)
 
 
