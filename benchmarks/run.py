@@ -5,6 +5,8 @@
   compiled-epoch loop, on the breast_cancer MLP (5 seeds) and a mnist_5k CNN;
 * course 3's 36-job sweep, and an 8-job one, under the basic and joblib launchers
   (``bench_launchers.py``);
+* course 3's sweep against the training it does: wall ÷ (summed ``fit_seconds`` ÷ cores),
+  before and after issue 17's changes, every job's numbers compared (``bench_sweep.py``);
 * a 60,000-PNG image folder streamed against held in memory: peak memory and epoch time
   (``bench_stream.py``).
 
@@ -40,6 +42,7 @@ LIMIT_SLOWDOWN = 1.5  # ... and at most this much slower than the hand-written c
 CNN_SPEEDUP = 1.5  # mnist_5k CNN: dlrun at least this much faster than plain fit
 HELP_SECONDS = 2.0
 LAUNCHER_SPEEDUP = 1.6  # issue 6: course 3's sweep under joblib vs basic, 2 cores
+SWEEP_OVERHEAD = 1.5  # issue 17: course 3's sweep wall ÷ (summed fit_seconds ÷ cores)
 
 
 def _cpu_model() -> str:
@@ -80,14 +83,15 @@ def _accuracies_agree(result: trainer.Result, a: str, b: str) -> tuple[bool, str
     return ok, f"mean difference {diff:+.4f} (2 SE {2 * se:.4f}, one test row {row:.4f})"
 
 
-def targets(bc: trainer.Result, cnn: trainer.Result, help_median: float, sweep_ratio: float | None) -> list[str]:
+def targets(bc: trainer.Result, cnn: trainer.Result, help_median: float, sweep_ratio: float | None,
+            overhead=None) -> list[str]:
     fit_ratio = bc.median("plain fit") / bc.median("dlrun")
     limit_ratio = bc.median("dlrun") / bc.median("compiled loop")
     cnn_ratio = cnn.median("plain fit") / cnn.median("dlrun")
     spe_ratios = [r.median("fit, steps/exec") / r.median("dlrun") for r in (bc, cnn)]
     agree, how = _accuracies_agree(bc, "dlrun", "plain fit")
     return [
-        "## Targets (issues 4 and 6)",
+        "## Targets (issues 4, 6 and 17)",
         "",
         "| target | measured | |",
         "|---|---|---|",
@@ -105,8 +109,33 @@ def targets(bc: trainer.Result, cnn: trainer.Result, help_median: float, sweep_r
         f"{_verdict(help_median < HELP_SECONDS)} |",
         *([f"| course 3's sweep: joblib ≥ {LAUNCHER_SPEEDUP:g}× faster than basic (issue 6) | "
            f"{sweep_ratio:.2f}× | {_verdict(sweep_ratio >= LAUNCHER_SPEEDUP)} |"] if sweep_ratio else []),
+        *(_overhead_rows(overhead) if overhead is not None else []),
         "",
     ]
+
+
+def _overhead_rows(overhead) -> list[str]:
+    """Issue 17's rows: the sweep's wall against its training, and its jobs' numbers unchanged."""
+    rows = [f"| course 3's sweep: wall ÷ (summed fit_seconds ÷ cores) ≤ {SWEEP_OVERHEAD:g} (issue 17) | "
+            f"{overhead.ratio:.2f} | {_verdict(overhead.ratio <= SWEEP_OVERHEAD)} |"]
+    if overhead.ratio_best is not None and overhead.ratio_best < overhead.ratio:
+        rows.append(f"| … with `trainer.parallel_seeds=true` | {overhead.ratio_best:.2f} | "
+                    f"{_verdict(overhead.ratio_best <= SWEEP_OVERHEAD)} |")
+    rows.append("| course 3's sweep: every job's metrics.json and history.csv as before, bit for bit, "
+                f"same run-folder files (issue 17) | {'yes' if overhead.identical else 'no'} | "
+                f"{_verdict(overhead.identical)} |")
+    return rows
+
+
+def sweep_overhead() -> tuple[list[str], object | None]:
+    """Issue 17's section (bench_sweep.py) and its result (None when it could not run)."""
+    try:
+        import bench_sweep
+
+        result = bench_sweep.measure(title="course 3's sweep")
+    except Exception as err:  # the other benchmarks' results still get written
+        return ["## Sweep overhead (issue 17)", "", f"Not measured: {type(err).__name__}: {err}", ""], None
+    return [*result.lines, ""], result
 
 
 def launchers() -> tuple[list[str], float | None]:
@@ -144,6 +173,8 @@ def main() -> None:
     cnn = trainer.measure_case(trainer.MNIST_CNN)
     print("launchers ...", flush=True)
     sweep, sweep_ratio = launchers()
+    print("sweep overhead ...", flush=True)
+    overhead_lines, overhead = sweep_overhead()
     print("streamed image folders ...", flush=True)
     import bench_stream
 
@@ -155,7 +186,7 @@ def main() -> None:
         f"Written by `make bench` (benchmarks/run.py) on {dt.date.today().isoformat()} in "
         f"{minutes:.1f} min. Each comparison ran side by side in this one run; read the ratios.",
         "",
-        *targets(bc, cnn, help_median, sweep_ratio),
+        *targets(bc, cnn, help_median, sweep_ratio, overhead),
         *head,
         "## Start-up",
         "",
@@ -175,6 +206,7 @@ def main() -> None:
         *trainer.markdown(bc),
         *trainer.markdown(cnn),
         *sweep,
+        *overhead_lines,
         *stream,
     ]
     RESULTS.write_text("\n".join(lines).rstrip() + "\n")

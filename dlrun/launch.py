@@ -12,8 +12,10 @@ each other.
 
 Under joblib, :class:`WarmWorkers` starts the worker processes and has them import
 what a job needs (TensorFlow, Keras, scikit-learn, matplotlib: about 4 s) while Hydra
-is still composing every job's config in the main process, which it does before the
-first job starts; the jobs then run in those same, already warm, workers.
+is still checking the sweep in the main process (it composes a few jobs' configs before
+the first job starts: ``hydra_plugins.dlrun_covering_sweeper``); the jobs then run in those
+same, already warm, workers, which also draw the run folders' figures when the sweep ends
+(:mod:`dlrun.report.plots`).
 
 Kept free of TensorFlow imports: it runs before the job imports it.
 """
