@@ -240,6 +240,7 @@ def run_group(jobs: Sequence[tuple[int, Sequence[str]]], hydra_context, config: 
         seeds: list[_Seed] = []
         for idx, overrides in jobs:
             seeds.append(_compose(idx, overrides, hydra_context, config, like=seeds[0] if seeds else None))
+        _log_to(seeds[0])  # the group's own lines (set-up, training) go to its first job's run.log
         why = _group_obstacle(seeds)
         if why is None:
             returns, why = _together(seeds, hydra_context, task_function)
@@ -262,7 +263,6 @@ def _together(seeds: list[_Seed], hydra_context, task_function) -> tuple[list | 
     from dlrun.cli import one_line
 
     interrupts = runtime.Interrupts()
-    _log_to(seeds[0])  # the group's own lines (set-up, training) go to its first job's run.log
     with contextlib.ExitStack() as locks:
         for seed in seeds:
             try:

@@ -196,3 +196,17 @@ def test_each_seed_checkpoints_its_own_weights_and_optimizer_state(tmp_path):
         assert len(slots) == len(own) > 0
         for big, mine in zip(slots, own, strict=True):
             assert np.array_equal(big.numpy()[s], mine.numpy())
+
+
+@pytest.mark.slow
+def test_what_cannot_stack_runs_one_job_per_seed_and_says_why(dlrun_cli, tmp_path):
+    result = dlrun_cli([
+        "-m", "hydra/launcher=joblib", "trainer.parallel_seeds=true", "seed=0,1", "eval=kfold", "eval.folds=2",
+        "model.width=8", "trainer.epochs=1", "trainer.progress=none", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [line for line in result.stderr.splitlines() if "one by one" in line or "together" in line] == [
+        "jobs #0, #1 run one by one: eval=kfold trains several folds"]
+    for job in ("0", "1"):
+        record = json.loads((tmp_path / "sweep" / job / "metrics.json").read_text())
+        assert record["status"] == "ok" and len(record["folds"]) == 2
