@@ -200,15 +200,26 @@ def test_a_lost_job_is_recorded_failed_with_its_cause_and_job_id(tmp_path, monke
     assert ret.status.name == "COMPLETED" and ret.working_dir == str(tmp_path / "3")  # the sweep goes on
 
 
-def test_submitit_s_polling_warning_is_shown_once(caplog):
-    logger = logging.getLogger("submitit.test_once")
-    logger.addFilter(slurm._Once())
-    with caplog.at_level(logging.WARNING, logger="submitit.test_once"):
-        for call in (1, 2, 3):
-            logger.warning(f"Call #{call} - Bypassing sacct error Command 'sacct' returned 1, status may be inaccurate.")
-        logger.warning("another warning")
-    messages = [r.getMessage() for r in caplog.records]
-    assert len(messages) == 2 and messages[0].endswith("(shown once)") and messages[1] == "another warning"
+def test_submitit_s_polling_warning_is_shown_once(capsys):
+    import submitit  # noqa: F401  configures its logger: a handler on stdout and one on stderr
+
+    root = logging.getLogger()
+    hydra_like = logging.StreamHandler()  # what Hydra's logging config puts on the root logger
+    root.addHandler(hydra_like)
+    try:
+        with slurm._submitit_warnings_once():
+            for call in (1, 2, 3):
+                logging.getLogger("submitit").warning(
+                    f"Call #{call} - Bypassing sacct error Command 'sacct' returned 1, status may be inaccurate.")
+            logging.getLogger("submitit").warning("another warning")
+    finally:
+        root.removeHandler(hydra_like)
+    printed = capsys.readouterr()
+    lines = (printed.out + printed.err).splitlines()
+    assert [ln for ln in lines if "Bypassing" in ln] == [
+        "Bypassing sacct error Command 'sacct' returned 1, status may be inaccurate. (shown once)"]
+    assert lines.count("another warning") == 1
+    assert len(logging.getLogger("submitit").handlers) == 2  # given back after the sweep
 
 
 # ----------------------------------------------------------------------------- requeue -> resume

@@ -27,7 +27,8 @@ import math
 import os
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +149,21 @@ class _Once(logging.Filter):
         return True
 
 
-_ONCE = _Once()
+@contextmanager
+def _submitit_warnings_once() -> Iterator[None]:
+    """While a sweep waits: each submitit warning once, printed once (by Hydra's log handlers when
+    it has them; submitit's own two handlers, stdout and stderr, would print it twice more)."""
+    logger, once = logging.getLogger("submitit"), _Once()
+    own = list(logger.handlers) if logging.getLogger().handlers else []
+    for handler in own:
+        logger.removeHandler(handler)
+    logger.addFilter(once)
+    try:
+        yield
+    finally:
+        logger.removeFilter(once)
+        for handler in own:
+            logger.addHandler(handler)
 
 
 class SubmititSlurmLauncher(SlurmLauncher):
@@ -178,7 +193,6 @@ class SubmititSlurmLauncher(SlurmLauncher):
         import submitit
 
         assert self.config is not None
-        logging.getLogger("submitit").addFilter(_ONCE)
         executor = submitit.AutoExecutor(cluster="slurm", folder=self.params["submitit_folder"],
                                          slurm_max_num_timeout=self.params.get("max_num_timeout", 0))
         executor.update_parameters(**self._executor_parameters())
@@ -193,8 +207,9 @@ class SubmititSlurmLauncher(SlurmLauncher):
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
         args = [(list(o), "hydra.sweep.dir", idx, f"job_id_for_{idx}", state)
                 for idx, o in zip(numbers, job_overrides, strict=True)]
-        jobs = executor.map_array(self, *zip(*args, strict=True))
-        return self._wait(jobs, numbers, job_overrides)
+        with _submitit_warnings_once():
+            jobs = executor.map_array(self, *zip(*args, strict=True))
+            return self._wait(jobs, numbers, job_overrides)
 
     def _executor_parameters(self) -> dict[str, Any]:
         """The plugin's settings as submitit's executor names them (``slurm_partition``, ...)."""
