@@ -76,6 +76,7 @@ class Side:
     cores: int
     timing: sweep_timing.Breakdown
     tracing: list[float] = field(default_factory=list)
+    reported: int = 0  # jobs the sweep's study.md counts
 
     @property
     def ratio(self) -> float:
@@ -90,7 +91,8 @@ def run_side(label: str, args: tuple[str, ...], tmp: Path) -> Side:
     from dlrun.launch import cpu_count
 
     extra, env = SIDES[label]
-    sweep_dir, timing_dir = tmp / f"{label}-sweep", tmp / f"{label}-timing"
+    slug = "".join(c if c.isalnum() else "-" for c in label)  # no comma: Hydra would sweep the path
+    sweep_dir, timing_dir = tmp / f"{slug}-sweep", tmp / f"{slug}-timing"
     command = [sys.executable, "-c", "import sys; from dlrun.cli import main; sys.argv[0] = 'dlrun'; sys.exit(main())",
                "experiment=optimizers", *args, *extra, "trainer.progress=none", f"hydra.sweep.dir={sweep_dir}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env, **sweep_timing.environment(timing_dir)}
@@ -104,8 +106,10 @@ def run_side(label: str, args: tuple[str, ...], tmp: Path) -> Side:
         record = json.loads(file.read_text())
         jobs[_job_key(record.get("overrides") or [])] = file.parent
         fit += record.get("fit_seconds") or 0.0
+    study = (sweep_dir / "study.md").read_text(encoding="utf-8") if (sweep_dir / "study.md").is_file() else ""
+    reported = next((int(w) for line in study.splitlines()[1:4] for w in line.split()[:1] if w.isdigit()), 0)
     return Side(label, wall, jobs, fit, cpu_count(), sweep_timing.breakdown(timing_dir),
-                sweep_timing.first_epoch_excess(sweep_dir))
+                sweep_timing.first_epoch_excess(sweep_dir), reported)
 
 
 def _flat(value, prefix: str = "") -> dict[str, object]:
@@ -260,7 +264,7 @@ def measure(args: tuple[str, ...] = (), *, sides: tuple[str, ...] | None = None,
             n = len(before.jobs)
             same = (f"{a.exact}/{n} bit for bit, {a.close}/{n} within {TOLERANCE:g} (max {a.worst:.1e}); "
                     f"same files {a.same_files}/{n}; figures left undrawn: {a.pending_left}")
-        rows.append(f"| {s.label} | {len(s.jobs)} | {s.wall:.1f} | {s.fit_seconds:.1f} | **{s.ratio:.2f}** | "
+        rows.append(f"| {s.label} | {len(s.jobs)} ({s.reported} in study.md) | {s.wall:.1f} | {s.fit_seconds:.1f} | **{s.ratio:.2f}** | "
                     f"{before.wall / s.wall:.2f}× | {same} |")
     now = next((s for s in measured if s.label == "now"), None)
     best = min(measured[1:], key=lambda s: s.ratio, default=None)

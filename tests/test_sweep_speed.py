@@ -121,3 +121,24 @@ def test_a_sweep_ends_with_every_run_folder_complete(dlrun_cli, tmp_path):
         assert not (run / plots.PENDING).exists()
         assert "](curves.png)" in (run / "summary.md").read_text()
     assert (sweep / "study.md").is_file()
+
+
+@pytest.mark.parametrize(("launcher", "later"), [("basic", True), ("joblib", True), ("submitit_local", False)])
+def test_figures_wait_only_in_sweeps_whose_jobs_run_on_this_machine(launcher, later):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    from dlrun.report import run_folder
+    from tests.conftest import compose_config
+
+    try:
+        HydraConfig.instance().set_config(compose_config([f"hydra/launcher={launcher}"], return_hydra_config=True))
+        assert run_folder._draws_later() is False  # a single run draws at once
+        cfg = compose_config([f"hydra/launcher={launcher}"], return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.mode = RunMode.MULTIRUN
+        HydraConfig.instance().set_config(cfg)
+        assert run_folder._draws_later() is later
+    finally:
+        HydraConfig.instance().cfg = None

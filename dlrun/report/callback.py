@@ -81,12 +81,12 @@ def _draw_run_figures(sweep_dir: Path) -> Callable[[], None]:
     few figures, they are drawn here once the report is written.
     """
     from dlrun.launch import cpu_count, parallel_jobs
-    from dlrun.report.plots import _PARALLEL_FROM, draw_pending, pending
+    from dlrun.report.plots import PARALLEL_FROM, draw_pending, pending
 
     settings = _LAST.get("joblib")
     cores = cpu_count()
     n_jobs = parallel_jobs(int(settings.get("n_jobs", -1)), cores=cores) if settings else cores
-    if n_jobs < 2 or len(pending([sweep_dir])) < _PARALLEL_FROM:
+    if n_jobs < 2 or len(pending([sweep_dir])) < PARALLEL_FROM:
         return lambda: draw_pending([sweep_dir])
     thread = threading.Thread(target=draw_pending, args=([sweep_dir],),
                               kwargs={"n_jobs": n_jobs, "joblib": settings},

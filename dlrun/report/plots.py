@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 PENDING = ".plots-pending"
 _DEFER: ContextVar[bool] = ContextVar("dlrun_defer_plots", default=False)
 # Below this many waiting figures, a process pool's start costs more than it saves.
-_PARALLEL_FROM = 8
+PARALLEL_FROM = 8
 
 
 def figure_lines(draw: Callable[[Path], object], path: Path, alt: str) -> list[str]:
@@ -172,7 +172,7 @@ def draw_pending(folders: Iterable[Path], *, n_jobs: int = 1, joblib: dict[str, 
     (warm, matplotlib imported) then draw them. Else this process does.
     """
     files = pending(folders)
-    if n_jobs > 1 and len(files) >= _PARALLEL_FROM:
+    if n_jobs > 1 and len(files) >= PARALLEL_FROM:
         try:
             from joblib import Parallel, delayed
 

@@ -155,22 +155,28 @@ def write_run_folder(
     each capability's :meth:`~dlrun.capabilities.Capability.report` adds its own files,
     metrics (under its name in ``metrics.json``) and summary section. ``stopped`` says why a
     run whose folds all finished was cut short (status ``interrupted``). In a sweep with
-    ``trainer.defer_plots``, the figures are drawn when the sweep ends (:mod:`dlrun.report.plots`).
+    ``trainer.defer_plots``, the figures may be drawn when the sweep ends (:func:`_draws_later`).
     """
     from dlrun.report.plots import deferring
 
-    with deferring(cfg.trainer.defer_plots and _in_sweep()):
+    with deferring(cfg.trainer.defer_plots and _draws_later()):
         return _write_run_folder(run_dir, cfg=cfg, spec=spec, outcomes=outcomes, capabilities=capabilities,
                                  device=device, versions=versions, overrides=overrides,
                                  dataset_name=dataset_name, stopped=stopped)
 
 
-def _in_sweep() -> bool:
-    """Whether this job is one of a sweep's (Hydra's multirun), whose report draws the plots."""
+def _draws_later() -> bool:
+    """Whether this job's figures wait for the end of its sweep, whose report draws them
+    (:mod:`dlrun.report.plots`): a sweep whose jobs run on this machine (the basic or joblib
+    launcher), so that the figures are drawn on the same cores, all of them at once. A job
+    that a cluster launcher (submitit) sent elsewhere draws its own."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return False
+    launcher = str((HydraConfig.get().get("launcher") or {}).get("_target_", "")).lower()
+    return "basic_launcher" in launcher or "joblib" in launcher
 
 
 def _write_run_folder(
