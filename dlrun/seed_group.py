@@ -7,7 +7,7 @@ group of jobs to one worker, which calls :func:`run_group`. Each seed is prepare
 prepare stage, model built from its own seed), then every seed trains at once
 (:func:`dlrun.stages.train_seeds`), and each seed's run folder is written by Hydra's own
 ``run_job`` (``.hydra/``, job number, callbacks) with the report stage a lone job runs: the
-same files and ``metrics.json`` contract, numbers equal to a lone run's to float32 rounding.
+same files and ``metrics.json`` contract, numbers equal to a lone run's bit for bit.
 
 A group falls back to one job per seed, with one log line saying why, when what it
 asks cannot be stacked: several folds, a training plan of several phases (transfer),

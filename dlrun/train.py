@@ -586,14 +586,14 @@ def stacking_obstacle(model: keras.Model) -> str | None:
 
 
 class _StackedNet:
-    """N copies of one dense chain, each seed's weights a slice of one stacked variable.
+    """N copies of one dense chain whose weights live as slices of stacked variables.
 
-    ``(N, in, out)`` kernels multiply ``(N, rows, in)`` batches in one batched matmul, so
-    N small networks cost little more than one. The forward pass is the layers' own maths
-    (the same activation functions; dropout drawn from each seed's own layer, whose random
-    stream therefore advances as it would alone); the penalties are Keras's L1/L2 sums, one
-    per seed. Each seed's model keeps its own variables, copied from its slice by
-    :meth:`sync`.
+    Each seed's forward pass is its own model's ops on its own slice (the same Keras ops, so
+    TensorFlow's graph rewrites fuse them as they would alone, and each seed's numbers are
+    its lone run's bit for bit); what is elementwise, the optimizer's update of ``(N, in,
+    out)`` variables, runs once for every seed. Dropout is drawn per seed with the seed its own
+    layer's SeedGenerator would give. Each seed's model keeps its own variables, copied from
+    its slice by :meth:`sync`.
     """
 
     def __init__(self, models: list[keras.Model]):
@@ -602,7 +602,6 @@ class _StackedNet:
         self.steps: list[tuple[str, object]] = []
         self.variables: list[keras.Variable] = []
         self.solo: list[list[keras.Variable]] = []  # per stacked variable, each seed's own
-        self.penalties: list[tuple[keras.Variable, float, float]] = []
         self.streams: list[tuple[tf.Variable, list]] = []  # dropout seed states: stacked, each seed's own
         for i, layer in enumerate(models[0].layers):
             peers = [m.layers[i] for m in models]
@@ -611,7 +610,6 @@ class _StackedNet:
             elif isinstance(layer, keras.layers.Activation):
                 self.steps.append(("activation", layer.activation))
             elif isinstance(layer, keras.layers.Dropout):
-                # Each seed's dropout stream, as its own layer's SeedGenerator would draw it.
                 state = tf.Variable(np.stack([keras.ops.convert_to_numpy(p.seed_generator.state) for p in peers]),
                                     trainable=False)
                 self.steps.append(("dropout", (layer.rate, state)))
@@ -619,10 +617,7 @@ class _StackedNet:
             elif isinstance(layer, keras.layers.Dense):
                 kernel = self._stack([p.kernel for p in peers], f"{layer.name}_kernel")
                 bias = self._stack([p.bias for p in peers], f"{layer.name}_bias") if layer.use_bias else None
-                self.steps.append(("dense", (kernel, bias, layer.activation)))
-                reg = layer.kernel_regularizer
-                if reg is not None:
-                    self.penalties.append((kernel, float(getattr(reg, "l1", 0.0)), float(getattr(reg, "l2", 0.0))))
+                self.steps.append(("dense", (kernel, bias, layer.activation, [p.kernel_regularizer for p in peers])))
 
     def _stack(self, own: list[keras.Variable], name: str) -> keras.Variable:
         stacked = keras.Variable(np.stack([keras.ops.convert_to_numpy(v) for v in own]), name=name)
@@ -630,54 +625,46 @@ class _StackedNet:
         self.solo.append(own)
         return stacked
 
-    def __call__(self, x, *, training: bool):
-        """``(N, rows, ...)`` inputs to ``(N, rows, units)`` outputs, in float32."""
-        h = x
+    def __call__(self, xs: list, *, training: bool) -> tuple[list, list]:
+        """Each seed's inputs to its outputs (float32) and its weight penalties (Keras's
+        regularizer on its own kernels, in its model's order)."""
+        hs, penalties = list(xs), [[] for _ in range(self.n)]
         for kind, what in self.steps:
             if kind == "flatten":
-                h = tf.reshape(h, (self.n, tf.shape(h)[1], -1))
+                hs = [keras.ops.reshape(h, (-1, int(np.prod(h.shape[1:])))) for h in hs]
             elif kind == "activation":
-                h = what(h)
+                hs = [what(h) for h in hs]
             elif kind == "dropout" and training and what[0] > 0:
-                h = self._dropout(h, *what)
+                hs = self._dropout(hs, *what)
             elif kind == "dense":
-                kernel, bias, activation = what
-                h = tf.matmul(h, kernel.value)
-                if bias is not None:
-                    h = h + bias.value[:, None, :]
-                if activation is not None:
-                    h = activation(h)
-        return tf.cast(h, tf.float32)
+                kernel, bias, activation, regularizers = what
+                kernels = tf.unstack(kernel.value)
+                biases = tf.unstack(bias.value) if bias is not None else [None] * self.n
+                # The penalty reads the kernel apart, as Keras does: each seed's gradient then
+                # adds the data's part and the penalty's in its lone run's order.
+                weighed = tf.unstack(kernel.value) if training and any(regularizers) else [None] * self.n
+                for s, (k, b, reg) in enumerate(zip(kernels, biases, regularizers, strict=True)):
+                    h = keras.ops.matmul(hs[s], k)  # keras.layers.Dense.call, op for op
+                    if b is not None:
+                        h = keras.ops.add(h, b)
+                    hs[s] = activation(h) if activation is not None else h
+                    if reg is not None and training:
+                        penalties[s].append(reg(weighed[s]))
+        return [tf.cast(h, tf.float32) for h in hs], penalties
 
-    def _dropout(self, h, rate: float, state: tf.Variable):
-        """``tf.nn.experimental.stateless_dropout`` of each seed's slice with the seed its layer's
-        SeedGenerator would give (Keras's draw: the state, then one step on), the keep/drop
-        decision and scaling done once for the stack."""
+    def _dropout(self, hs: list, rate: float, state: tf.Variable) -> list:
+        """Keras's dropout of each seed's batch, with the seed its layer's SeedGenerator would
+        draw (its state, then one step on; cast as Keras casts it)."""
         seeds = state.read_value()
         state.assign_add(tf.constant([[0, 1]], state.dtype) + tf.zeros_like(seeds))
-        seeds = tf.cast(tf.math.floormod(seeds, tf.int32.max - 1), tf.int32)  # Keras's _cast_seed
-        shape = tf.shape(h)[1:]
-        noise = tf.stack([tf.random.stateless_uniform(shape, seed=seeds[s], dtype=h.dtype) for s in range(self.n)])
-        scale = tf.constant(1 / (1 - rate), dtype=h.dtype)
-        return tf.where(noise >= rate, h * scale, tf.constant(0, dtype=h.dtype))
-
-    def penalty(self):
-        """Each seed's weight penalty, shape ``(N,)`` (Keras's L1L2: l1·Σ|w| + l2·Σw²)."""
-        terms = []
-        for kernel, l1, l2 in self.penalties:
-            term = tf.zeros((self.n,))
-            if l1:
-                term += l1 * tf.reduce_sum(tf.abs(kernel.value), axis=[1, 2])
-            if l2:
-                term += l2 * tf.reduce_sum(tf.square(kernel.value), axis=[1, 2])
-            terms.append(term)
-        return tf.add_n(terms) if terms else None
+        seeds = tf.cast(tf.math.floormod(seeds, tf.int32.max - 1), tf.int32)
+        return [tf.nn.experimental.stateless_dropout(h, rate=rate, seed=seeds[s]) for s, h in enumerate(hs)]
 
     def sync(self, active):
         """Copy each active seed's slice into its own model's variables (in the graph)."""
         for stacked, own in zip(self.variables, self.solo, strict=True):
-            for s, var in enumerate(own):
-                var.assign(tf.where(active[s], stacked.value[s], var.value))
+            for s, (var, value) in enumerate(zip(own, tf.unstack(stacked.value), strict=True)):
+                var.assign(tf.where(active[s], value, var.value))
         for state, own in self.streams:
             for s, var in enumerate(own):
                 var.assign(tf.where(active[s], state[s], var.value))
@@ -693,7 +680,7 @@ def _sync_optimizer(stacked: keras.optimizers.Optimizer, own: list[keras.optimiz
 
 
 class _StackedEpochs:
-    """One epoch of every seed, stacked: the fast loop's graph over ``(N, ...)`` tensors.
+    """One epoch of every seed in one graph call: the fast loop's walk over ``(N, ...)`` tensors.
 
     Each seed walks its own permutation of its own training rows; its loss, statistic and
     finiteness are its own, and a seed whose loss turned non-finite stops counting (as its
@@ -711,35 +698,30 @@ class _StackedEpochs:
         self.optimizer.build(net.variables)
         self.run = tf.function(self._epoch, autograph=False, reduce_retracing=True)
 
-    def _stat(self, y, pred):
-        if not self.spec.is_classification:
-            return tf.reduce_sum(tf.abs(y - tf.reshape(pred, tf.shape(y))), axis=1)
-        if self.spec.task == "binary":
-            labels = tf.cast(tf.reshape(pred, tf.shape(y)) >= self.spec.threshold, tf.float32)
-        else:
-            labels = tf.cast(tf.argmax(pred, axis=-1), tf.float32)
-        return tf.reduce_sum(tf.cast(tf.equal(labels, y), tf.float32), axis=1)
+    _stat = _EpochRunner._stat  # one seed's batch, as its lone loop counts it
 
     def _step(self, x, y, w, idx):
-        xb, yb, wb = (tf.gather(t, idx, batch_dims=1) for t in (x, y, w))
-        n, rows = self.net.n, tf.shape(idx)[1]
+        """One mini-batch of every seed: its weighted loss sum, stat, finiteness and weight."""
+        n = self.net.n
+        xb, yb, wb, ib = (tf.unstack(t, num=n) for t in (*(tf.gather(t, idx, batch_dims=1) for t in (x, y, w)), idx))
         with tf.GradientTape() as tape:
-            pred = self.net(xb, training=True)
-            per_row = self.loss(tf.reshape(yb, (-1,)), tf.reshape(pred, (n * rows, self.spec.units)))
-            weighted = tf.reshape(per_row, (n, rows)) * wb
-            total = tf.reduce_sum(weighted, axis=1) / tf.cast(rows, tf.float32)
-            penalty = self.net.penalty()
-            if penalty is not None:
-                total += penalty
-            objective = tf.reduce_sum(total)  # each seed's gradient is its own term's
+            preds, penalties = self.net(xb, training=True)
+            weighted = [self.loss(yb[s], preds[s]) * wb[s] for s in range(n)]
+            # As one seed's loop: sum(loss * weight) / rows, plus its model's penalties.
+            totals = [tf.reduce_sum(weighted[s]) / tf.cast(tf.size(ib[s]), tf.float32) for s in range(n)]
+            totals = [t + tf.add_n(p) if p else t for t, p in zip(totals, penalties, strict=True)]
+            objective = tf.add_n(totals)  # each seed's gradient is its own term's
         variables = self.net.variables
         self.optimizer.apply(tape.gradient(objective, variables), variables)
-        return tf.reduce_sum(weighted, axis=1), self._stat(yb, pred), tf.math.is_finite(total), tf.reduce_sum(wb, axis=1)
+        return (tf.stack([tf.reduce_sum(v) for v in weighted]),
+                tf.stack([self._stat(yb[s], preds[s]) for s in range(n)]),
+                tf.math.is_finite(tf.stack(totals)), tf.stack([tf.reduce_sum(v) for v in wb]))
 
     def _predict(self, x):
         rows = x.shape[1]
-        return tf.concat([self.net(x[:, i : i + _EVAL_BATCH], training=False)
-                          for i in range(0, rows, _EVAL_BATCH)], axis=1)
+        outs = [self.net(tf.unstack(x[:, i : i + _EVAL_BATCH], num=self.net.n), training=False)[0]
+                for i in range(0, rows, _EVAL_BATCH)]
+        return tf.stack([tf.concat([out[s] for out in outs], axis=0) for s in range(self.net.n)])
 
     def _epoch(self, x, y, w, perm, x_val, active):
         bs, n = self.batch_size, self.net.n
@@ -786,8 +768,10 @@ def train_together(
     Each model is the one its seed would train alone, built from its own initial weights;
     it gets its own training data (``splits``), permutation per epoch, optimizer state,
     callbacks (early stopping) and status (``ok``, ``diverged``: a seed that stops leaves
-    the others training). Per-seed numbers equal solo training's to float32 rounding:
-    batched matmuls and reductions over stacked tensors may round differently.
+    the others training). Each seed's forward and backward pass are its lone run's ops, and
+    the optimizer's update is elementwise, so a seed's history equals :func:`train`'s bit for
+    bit at the same thread count (a diverged seed's weights aside: its slice keeps being
+    stepped to the end of that epoch).
 
     Args:
         models: one uncompiled model per seed, identical in structure (see
