@@ -11,11 +11,11 @@ its own temporary sweep folder:
   one worker as one stacked network.
 
 Then the two are compared job by job (every number of ``metrics.json`` but clocks, and the
-run folders' files) and verdict by verdict (the regularizer rows of ``study.md``). Stacked
-seeds run each seed's maths through batched matmuls and reductions, which may round
-differently in float32: a job *matches* when its status, epochs and best epoch are equal and
-every number agrees within ``TOLERANCE`` (relative, or ``ABS`` absolute); how many agree
-bit for bit, and the largest relative difference, are printed too.
+run folders' files) and verdict by verdict (the regularizer rows of ``study.md``). Each
+stacked seed runs its own model's ops (only the elementwise optimizer update is shared), so
+at the same thread count the jobs should agree bit for bit: that count is printed, and a job
+*matches* when its status, epochs and best epoch are equal and every number agrees within
+``TOLERANCE`` (relative, or ``ABS`` absolute); the largest relative difference is printed too.
 
     python benchmarks/bench_parallel_seeds.py              # the whole study, each side once
     python benchmarks/bench_parallel_seeds.py --repeats 2  # sides alternate, medians
