@@ -679,6 +679,13 @@ def _sync_optimizer(stacked: keras.optimizers.Optimizer, own: list[keras.optimiz
             var.assign(tf.where(active[s], tf.cast(value, var.dtype), var.value))
 
 
+def _copy_optimizer_state(stacked: keras.optimizers.Optimizer, own: keras.optimizers.Optimizer, s: int, n: int):
+    """Seed ``s``'s slice of the stacked optimizer's state, into its own optimizer (eagerly)."""
+    for big, var in zip(stacked.variables, own.variables, strict=True):
+        value = keras.ops.convert_to_numpy(big)
+        var.assign(value[s] if value.shape == (n, *var.shape) else value)
+
+
 class _StackedEpochs:
     """One epoch of every seed in one graph call: the fast loop's walk over ``(N, ...)`` tensors.
 
@@ -796,7 +803,7 @@ def train_together(
     start = time.perf_counter()
     for model, optimizer in zip(models, optimizers, strict=True):
         model.compile(optimizer=optimizer, loss=per_row_loss(spec))
-        model.optimizer.build(model.trainable_variables)
+        model.optimizer.build(model.trainable_variables)  # holds the seed's state once it stops
     checkpointing = any(type(cb).__name__ == "EpochCheckpoint" for cbs in callbacks for cb in cbs)
     net = _StackedNet(models)
     runner = _StackedEpochs(net, stacked_optimizer, spec, batch_size=batch_size, n_train=len(splits[0].train.y),
@@ -819,6 +826,7 @@ def train_together(
 
     def finish(s: int, outcome: str) -> None:
         status[s] = outcome
+        _copy_optimizer_state(stacked_optimizer, models[s].optimizer, s, n)  # as a lone run leaves it
         lists[s].on_train_end()
 
     try:

@@ -204,3 +204,27 @@ def test_what_cannot_stack_runs_one_job_per_seed_and_says_why(dlrun_cli, tmp_pat
     for job in ("0", "1"):
         record = json.loads((tmp_path / "sweep" / job / "metrics.json").read_text())
         assert record["status"] == "ok" and len(record["folds"]) == 2
+
+
+def test_a_seed_ends_with_its_own_optimizer_state():
+    import keras
+
+    from dlrun.models.mlp import build_mlp
+    from dlrun.task import task_spec
+    from dlrun.train import train, train_together
+
+    spec = task_spec("regression", 0, np.zeros(2))
+    splits = [_splits(0), _splits(1)]
+
+    def model(seed):
+        keras.utils.set_random_seed(seed)
+        return build_mlp((5,), spec, width=8, depth=1)
+
+    models = [model(0), model(1)]
+    train_together(models, splits, spec, optimizers=[keras.optimizers.Adam(0.01) for _ in range(2)],
+                   stacked_optimizer=keras.optimizers.Adam(0.01), epochs=3, batch_size=16, callbacks=[[], []],
+                   seeds=[0, 1])
+    alone = model(1)
+    train(alone, splits[1], spec, optimizer=keras.optimizers.Adam(0.01), epochs=3, batch_size=16, callbacks=[], seed=1)
+    for mine, lone in zip(models[1].optimizer.variables, alone.optimizer.variables, strict=True):
+        assert np.array_equal(keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(lone))
