@@ -139,16 +139,14 @@ def verdicts(sweep: Path) -> dict[str, str]:
     return dict(_VERDICT.findall((sweep / "study.md").read_text()))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--quick", action="store_true")
-    opts = parser.parse_args(argv)
-    args = QUICK if opts.quick else ()
+def measure(*, quick: bool = False, repeats: int = 1) -> tuple[list[str], dict]:
+    """Run both sides; the report's markdown lines and the figures (``ratio``: wall-time
+    ratio of medians, ``cpu_ratio``, ``same_verdicts``, and :func:`compare`'s counts)."""
+    args = QUICK if quick else ()
     load_before = os.getloadavg()
     sides = {label: Side(label, [], [], Path()) for label in SIDES}
     with tempfile.TemporaryDirectory(prefix="dlrun-bench-seeds-") as tmp:
-        for r in range(opts.repeats):
+        for r in range(repeats):
             order = list(SIDES) if r % 2 == 0 else list(reversed(SIDES))
             for label in order:
                 sweep = Path(tmp) / f"{label.replace(' ', '-')}-{r}"
@@ -159,34 +157,45 @@ def main(argv: list[str] | None = None) -> int:
                 side.sweep = sweep
                 print(f"{label}: {wall:.1f} s wall, {cpu:.1f} s CPU", file=sys.stderr)
         solo, group = sides["one job per seed"], sides["parallel seeds"]
-        agreement = compare(solo.sweep, group.sweep)
+        a = compare(solo.sweep, group.sweep)
         v_solo, v_group = verdicts(solo.sweep), verdicts(group.sweep)
     load_after = os.getloadavg()
+    cores = os.cpu_count() or 1
     ratio = solo.median / group.median
-    print(f"## Seeds side by side: course 1's regularization study{' (quick)' if opts.quick else ''}\n")
-    print(f"`dlrun experiment=regularization {' '.join(args)}`, each side {opts.repeats} time(s); "
-          f"{os.cpu_count()} cores; load average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f}"
-          f"{' (above the core count: other processes shared the cores)' if max(load_before[0], load_after[0]) > (os.cpu_count() or 1) else ''}.\n")
-    print("| side | median wall s | each run, s | CPU s (median) |")
-    print("|---|---:|---|---:|")
-    for side in sides.values():
-        print(f"| {side.label} | {side.median:.1f} | {', '.join(f'{w:.1f}' for w in side.wall)} | "
-              f"{statistics.median(side.cpu):.1f} |")
-    a = agreement
-    print(f"\nparallel seeds take **{ratio:.2f}×** less wall time (goal ≥ {GOAL:.0f}×: "
-          f"{'met' if ratio >= GOAL else 'not met'}), "
-          f"{statistics.median(solo.cpu) / statistics.median(group.cpu):.2f}× less CPU time.")
-    print(f"Jobs: {a['paired']}/{a['jobs']} paired; {a['matched']}/{a['paired']} match (same status, epochs and best "
-          f"epoch, every number within {TOLERANCE:g} relative or {ABS:g} absolute), {a['exact']} bit for bit; "
-          f"largest relative difference {a['worst']:.1e} ({a['where'] or '-'}); "
-          f"{a['same_files']}/{a['paired']} run folders hold the same files.")
-    if a["off"]:
-        print("Not matching: " + "; ".join(a["off"]) + ".")
+    cpu_ratio = statistics.median(solo.cpu) / statistics.median(group.cpu)
     same = v_solo == v_group and bool(v_solo)
-    print(f"Verdicts: {'the same' if same else 'DIFFERENT'}: "
-          + ", ".join(f"{k} {v_solo.get(k)}" + ("" if v_group.get(k) == v_solo.get(k) else f" / {v_group.get(k)}")
-                      for k in sorted(v_solo.keys() | v_group.keys())))
-    return 0 if same and a["matched"] == a["paired"] == a["jobs"] else 1
+    lines = [
+        f"## Seeds side by side: course 1's regularization study{' (quick)' if quick else ''}", "",
+        f"`dlrun experiment=regularization {' '.join(args)}` with `trainer.parallel_seeds` false and true, each "
+        f"side {repeats} time(s); {cores} cores; load average (1 min) before {load_before[0]:.1f}, after "
+        f"{load_after[0]:.1f}{' (above the core count: other processes shared the cores)' if max(load_before[0], load_after[0]) > cores else ''}.",
+        "", "| side | median wall s | each run, s | CPU s (median) |", "|---|---:|---|---:|",
+        *(f"| {side.label} | {side.median:.1f} | {', '.join(f'{w:.1f}' for w in side.wall)} | "
+          f"{statistics.median(side.cpu):.1f} |" for side in sides.values()),
+        "",
+        f"Parallel seeds take **{ratio:.2f}×** less wall time (goal ≥ {GOAL:.0f}×: {'met' if ratio >= GOAL else 'not met'}), "
+        f"{cpu_ratio:.2f}× less CPU time.",
+        f"Jobs: {a['paired']}/{a['jobs']} paired; {a['exact']} bit for bit; {a['matched']}/{a['paired']} match (same "
+        f"status, epochs and best epoch, every number within {TOLERANCE:g} relative or {ABS:g} absolute); largest "
+        f"relative difference {a['worst']:.1e} ({a['where'] or '-'}); {a['same_files']}/{a['paired']} run folders hold "
+        "the same files.",
+        *([f"Not matching: {'; '.join(a['off'])}."] if a["off"] else []),
+        f"Verdicts: {'the same' if same else 'DIFFERENT'}: "
+        + ", ".join(f"{k} {v_solo.get(k)}" + ("" if v_group.get(k) == v_solo.get(k) else f" / {v_group.get(k)}")
+                    for k in sorted(v_solo.keys() | v_group.keys())),
+        "",
+    ]
+    return lines, {**a, "ratio": ratio, "cpu_ratio": cpu_ratio, "same_verdicts": same}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--quick", action="store_true")
+    opts = parser.parse_args(argv)
+    lines, result = measure(quick=opts.quick, repeats=opts.repeats)
+    print("\n".join(lines))
+    return 0 if result["same_verdicts"] and result["matched"] == result["paired"] == result["jobs"] else 1
 
 
 if __name__ == "__main__":
