@@ -6,6 +6,9 @@ from Debian's packages, installing them when missing (root only): ``munged``,
 ``slurmctld`` and ``slurmd``, one node with this machine's cores, one partition ``cpu``.
 Its config, state, logs and database live in a temporary folder, the daemons listen on
 free ports of 127.0.0.1, and every process it started is stopped at the end by its id.
+Two settings differ from SLURM's defaults, both to keep the check short: a requeued job
+may start again after 11 s (``cred_expire=10``; 121 s by default) and the backfill
+scheduler looks every 5 s (``bf_interval``; 30 s).
 
 Then :data:`CHECKS` run the installed ``dlrun`` against it and it prints
 ``N passed, N failed``:
@@ -14,9 +17,9 @@ Then :data:`CHECKS` run the installed ``dlrun`` against it and it prints
   given ends ``ok``, each job's SLURM job id in its ``metrics.json`` and the leaderboard;
 - ``cancel``: one job ``scancel``-ed while it runs is marked ``failed`` (cancelled), the
   other ends ``ok``, the sweep exits 1 within a minute of the cancel;
-- ``requeue``: a job longer than its time limit (``hydra.launcher.timeout_min=1``) is
-  requeued, continues from its checkpoint and ends ``ok`` with the metrics of an
-  uninterrupted run of the same seed;
+- ``requeue``: a job longer than its time limit (``hydra.launcher.timeout_min=1``; its epochs
+  are sized to train 75 s on this machine now) is requeued, continues from its checkpoint and
+  ends ``ok`` with the metrics of an uninterrupted run of the same seed;
 - ``no_accounting`` (throwaway cluster only, last): ``cancel`` again with ``slurmdbd`` stopped,
   so that ``sacct`` fails as on a cluster without accounting: the sweep still ends within a
   minute, and submitit's polling warning is printed once.
@@ -36,7 +39,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,8 +52,9 @@ PARTITION = "cpu"
 QUIET = ("trainer.threads=1", "trainer.progress=none")
 # Long enough that a job is still running when it is cancelled.
 LONG_EPOCHS = 4000
-# Past a 1-minute limit: about 11 ms an epoch on one thread (breast_cancer MLP), 2x under load.
-REQUEUE_EPOCHS = 15000
+# The requeued run trains this long uninterrupted (its epochs are measured first): past its
+# 1-minute limit, with a margin for a machine whose load changes.
+REQUEUE_SECONDS = 75
 
 
 def _free_port() -> int:
@@ -198,13 +201,15 @@ class ThrowawayCluster:
         (self.root / "slurm.conf").write_text("\n".join([
             "ClusterName=dlruncheck", f"SlurmctldHost={host}(127.0.0.1)", "SlurmUser=root", "SlurmdUser=root",
             f"SlurmctldPort={self.ports['ctld']}", f"SlurmdPort={self.ports['slurmd']}",
-            "AuthType=auth/munge", f"AuthInfo=socket={self.socket}", "CredType=cred/munge",
+            # cred_expire: a requeued job may start again after 11 s instead of SLURM's 121 s.
+            "AuthType=auth/munge", f"AuthInfo=socket={self.socket},cred_expire=10", "CredType=cred/munge",
             f"StateSaveLocation={self.root / 'state'}", f"SlurmdSpoolDir={self.root / 'spool'}",
             f"SlurmctldPidFile={self.root / 'slurmctld.pid'}", f"SlurmdPidFile={self.root / 'slurmd.pid'}",
             f"SlurmctldLogFile={log / 'slurmctld.log'}", f"SlurmdLogFile={log / 'slurmd.log'}",
             f"PlugStackConfig={self.root / 'plugstack.conf'}",
             "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "JobAcctGatherType=jobacct_gather/none",
             "SelectType=select/cons_tres", "SelectTypeParameters=CR_CPU", "SchedulerType=sched/backfill",
+            "SchedulerParameters=bf_interval=5",  # a requeued job starts again within seconds of its hold
             "MpiDefault=none", "ReturnToService=2", "JobRequeue=1", "KillWait=5", "InactiveLimit=0",
             "AccountingStorageType=accounting_storage/slurmdbd", "AccountingStorageHost=127.0.0.1",
             f"AccountingStoragePort={self.ports['dbd']}", "JobCompType=jobcomp/none",
@@ -311,7 +316,7 @@ class Checks:
 
     def check_requeue(self) -> str | None:
         """A job past its 1-minute limit is requeued, resumes, and equals an uninterrupted run."""
-        epochs = f"trainer.epochs={REQUEUE_EPOCHS}"
+        epochs = f"trainer.epochs={self._epochs_for(REQUEUE_SECONDS)}"
         # Each start of a job with a 1-minute limit runs 20 to 50 s (slurmctld warns it at its
         # next 30-second check), 10 of them starting up: allow enough requeues.
         sweep = subprocess.Popen(
@@ -320,9 +325,6 @@ class Checks:
                                             "seed=0", epochs)],
             cwd=self.work, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         start = time.monotonic()
-        releaser = threading.Thread(target=self._release_requeued, args=(self.work / "requeue", sweep),
-                                    daemon=True)
-        releaser.start()
         reference = self.dlrun("seed=0", epochs, *QUIET, f"hydra.run.dir={self.work / 'uninterrupted'}")
         try:
             _, stderr = sweep.communicate(timeout=900)
@@ -340,7 +342,7 @@ class Checks:
         job = run.get("slurm_job_id")
         restarts = _restarts(job, self.env)
         self.measured["requeue"] = (f"{took:.0f} s, requeued {restarts} time(s); uninterrupted run "
-                                    f"{ref['fit_seconds']:.0f} s of training")
+                                    f"{ref['fit_seconds']:.0f} s of training ({ref['epochs_run']} epochs)")
         if ref["fit_seconds"] < 60:
             return f"the uninterrupted run trained {ref['fit_seconds']:.0f} s, under the 1-minute limit"
         if restarts < 1:
@@ -354,22 +356,19 @@ class Checks:
         self.measured["requeue"] += f"; val {run['headline']} {run['val'][run['headline']]:.4f} in both"
         return None
 
-    def _release_requeued(self, sweep: Path, proc: subprocess.Popen) -> None:
-        """Let the sweep's requeued jobs start again at once.
-
-        SLURM holds a requeued job for two minutes (``BeginTime``) before it may start again;
-        releasing it (``scontrol update StartTime=now``, an operator's command) keeps the check
-        short and changes nothing of what it checks. Where that is not allowed, it waits.
-        """
-        while proc.poll() is None:
-            ids = [p.name for p in (sweep / ".submitit").glob("*") if p.name.isdigit()]
-            if ids:
-                out = subprocess.run(["squeue", "-h", "-r", "-t", "PD", "-o", "%i|%r", "-j", ",".join(ids)],
-                                     env=self.env, capture_output=True, text=True).stdout
-                for job in (ln.split("|")[0] for ln in out.splitlines() if ln.endswith("|BeginTime")):
-                    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=self.env,
-                                   capture_output=True)
-            time.sleep(2)
+    def _epochs_for(self, seconds: float) -> int:
+        """Epochs of the default run (one thread) that train about ``seconds`` on this machine now,
+        two at once as in the check (the SLURM job beside its uninterrupted twin)."""
+        probes = [self.work / f"probe{i}" for i in (0, 1)]
+        procs = [subprocess.Popen([*_dlrun_command(), "trainer.epochs=2000", *QUIET, f"hydra.run.dir={p}"],
+                                  cwd=self.work, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True) for p in probes]
+        for proc in procs:
+            _, err = proc.communicate(timeout=600)
+            if proc.returncode != 0:
+                raise RuntimeError(f"the timing run failed: {_tail(err)}")
+        per_epoch = max(_metrics(p)["seconds_per_epoch"] for p in probes)
+        return int(seconds / per_epoch) // 1000 * 1000 + 1000
 
     def _running_job(self, sweep: str, *, index: int, timeout: float) -> str:
         """The SLURM id of the sweep's job ``index`` once it runs and has begun training."""
