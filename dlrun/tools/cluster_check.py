@@ -347,6 +347,12 @@ class Checks:
         # twin, beside it, faster or slower than the job itself).
         if restarts < 1:
             return f"SLURM job {job} was never requeued (it trained in under its 1-minute limit)"
+        # A start from epoch 0 would give the same metrics too (the runs are deterministic):
+        # the run's log says where each start continued from.
+        resumed = (self.work / "requeue" / "0" / "run.log").read_text().count("resumed from")
+        self.measured["requeue"] += f"; resumed from its checkpoint {resumed} time(s)"
+        if resumed < 1:
+            return "the requeued job started again from epoch 0, not from its checkpoint"
         if run["status"] != "ok":
             return f"the requeued job is {run['status']} ({run.get('message')})"
         same = {s: run[s] == ref[s] for s in ("train", "val", "test")} | {"epochs_run": run["epochs_run"] ==
