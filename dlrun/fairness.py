@@ -161,8 +161,12 @@ class Fairness(Capability):
             raise ConfigError(f"fairness={self.option} needs a sensitive attribute: set dataset.sensitive=COLUMN")
         if self.option != "reweighing":
             return splits
-        weights = reweighing_weights(splits.train.y.astype(int), splits.train.group)
-        return replace(splits, train=replace(splits.train, weight=splits.train.weight * weights))
+        # Validation is weighed by its own reweighing weights: early stopping then picks the
+        # epoch with the lowest loss on data where group and label are independent, not the
+        # best fit to the biased labels the weights are there to undo.
+        train, val = (replace(p, weight=p.weight * reweighing_weights(p.y.astype(int), p.group))
+                      for p in (splits.train, splits.val))
+        return replace(splits, train=train, val=val)
 
     def post_process(self, decide, predictions, splits: Splits, ctx: FoldContext):
         if self.option != "threshold":

@@ -69,14 +69,19 @@ class FoldOutcome:
 
 
 def prepare(splits: Splits, capabilities: list[Capability], ctx: FoldContext) -> Splits:
-    """Let each capability change the training part; the other parts must stay untouched."""
+    """Let each capability change the training part; the other parts' rows must stay untouched
+    (validation may be weighed, as training is, for the loss that early stopping watches)."""
     for cap in capabilities:
         prepared = cap.prepare(splits, ctx)
-        if prepared.val is not splits.val or prepared.test is not splits.test:
+        if prepared.test is not splits.test or not _same_rows(prepared.val, splits.val):
             raise RuntimeError(f"capability {cap.name!r} changed the validation or test rows in "
                                "its prepare hook; only the training part may change")
         splits = prepared
     return splits
+
+
+def _same_rows(a: Part, b: Part) -> bool:
+    return a is b or all(getattr(a, f) is getattr(b, f) for f in ("x", "y", "index", "group"))
 
 
 # --- build ------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import keras
 import numpy as np
@@ -112,12 +113,17 @@ def epoch_scorer(splits: Splits, spec: TaskSpec) -> Callable[[np.ndarray], Row]:
 
     The numbers equal :func:`dlrun.metrics.compute_metrics` (a test holds them to it) at a
     fraction of the cost: scikit-learn's input checks alone take longer than an epoch of
-    a small network, and this runs every epoch.
+    a small network, and this runs every epoch. The loss weighs the validation rows as the
+    validation part's weights say (ones, unless a capability weighs validation as it weighs
+    training, as reweighing does), so early stopping and ReduceLROnPlateau watch the loss
+    that is trained.
     """
     stat = "accuracy" if spec.is_classification else "mae"
     names = ["loss", stat] + ([spec.headline] if spec.headline != stat else [])
     y = np.asarray(splits.val.y)
     y_int = y.astype(np.int64)
+    w = np.asarray(splits.val.weight, dtype=np.float64)
+    mean = np.mean if np.all(w == 1) else partial(np.average, weights=w)
     k = spec.units if spec.task == "multiclass" else 2
     two_classes = len(np.unique(y_int)) == 2
     all_classes = len(np.unique(y_int)) == k
@@ -127,7 +133,7 @@ def epoch_scorer(splits: Splits, spec: TaskSpec) -> Callable[[np.ndarray], Row]:
         proba /= proba.sum(axis=1, keepdims=True)
         labels = predicted_labels(pred, spec.task, threshold=spec.threshold)
         out = {
-            "loss": float(-np.mean(np.log(proba[np.arange(len(y_int)), y_int]))),
+            "loss": float(-mean(np.log(proba[np.arange(len(y_int)), y_int]))),
             "accuracy": float(np.mean(labels == y_int)),
         }
         if spec.headline == "macro_f1":
@@ -147,7 +153,7 @@ def epoch_scorer(splits: Splits, spec: TaskSpec) -> Callable[[np.ndarray], Row]:
 
     def regression(pred: np.ndarray) -> Row:
         err = pred.reshape(-1) - y
-        out = {"loss": float(np.mean(err**2)), "mae": float(np.mean(np.abs(err)) * splits.y_std)}
+        out = {"loss": float(mean(err**2)), "mae": float(np.mean(np.abs(err)) * splits.y_std)}
         if spec.headline == "mse":
             out["mse"] = out["loss"] * splits.y_std**2
         elif spec.headline == "r2":

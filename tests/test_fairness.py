@@ -109,8 +109,30 @@ def test_reweighing_weights_become_the_training_loss_weights():
     prepared = Fairness("reweighing", constraint="demographic_parity", seed=0).prepare(splits, None)
     expected = reweighing_weights(splits.train.y, splits.train.group)
     np.testing.assert_allclose(row_weights(prepared), expected)  # what both training loops weigh the loss by
-    assert prepared.val is splits.val and prepared.test is splits.test
+    assert prepared.test is splits.test
     assert len(np.unique(expected)) == 4  # one weight per (group, label) cell, none of them 1
+
+
+def test_reweighing_weighs_the_validation_loss_that_early_stopping_watches():
+    from dlrun import stages
+    from dlrun.fairness import Fairness
+    from dlrun.task import task_spec
+    from dlrun.train import epoch_scorer
+
+    splits = _credit_splits(2000)
+    cap = Fairness("reweighing", constraint="demographic_parity", seed=0)
+    prepared = stages.prepare(splits, [cap], None)  # the validation rows are the same; only weighed
+    val = prepared.val
+    assert val.x is splits.val.x and val.y is splits.val.y and val.group is splits.val.group
+    y, group = val.y.astype(int), val.group
+    rates = [np.average(y[group == g], weights=val.weight[group == g]) for g in np.unique(group)]
+    assert abs(rates[0] - rates[1]) < 1e-12 and abs(np.mean(y[group == "A"]) - np.mean(y[group == "B"])) > 0.1
+
+    spec = task_spec("binary", 2, prepared.train.y)
+    pred = np.where(group == "A", 0.8, 0.3).astype(np.float32)  # a score that follows the group
+    p_true = np.where(y == 1, pred, 1 - pred)
+    assert epoch_scorer(prepared, spec)(pred)["val_loss"] == pytest.approx(-np.average(np.log(p_true), weights=val.weight))
+    assert epoch_scorer(splits, spec)(pred)["val_loss"] == pytest.approx(-np.mean(np.log(p_true)))
 
 
 @pytest.mark.parametrize("loop", ["fast", "fit"])
