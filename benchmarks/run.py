@@ -84,7 +84,7 @@ def _accuracies_agree(result: trainer.Result, a: str, b: str) -> tuple[bool, str
 
 
 def targets(bc: trainer.Result, cnn: trainer.Result, help_median: float, sweep_ratio: float | None,
-            overhead=None) -> list[str]:
+            overhead=None, extra_rows: list[str] | None = None) -> list[str]:
     fit_ratio = bc.median("plain fit") / bc.median("dlrun")
     limit_ratio = bc.median("dlrun") / bc.median("compiled loop")
     cnn_ratio = cnn.median("plain fit") / cnn.median("dlrun")
@@ -110,6 +110,7 @@ def targets(bc: trainer.Result, cnn: trainer.Result, help_median: float, sweep_r
         *([f"| course 3's sweep: joblib ≥ {LAUNCHER_SPEEDUP:g}× faster than basic (issue 6) | "
            f"{sweep_ratio:.2f}× | {_verdict(sweep_ratio >= LAUNCHER_SPEEDUP)} |"] if sweep_ratio else []),
         *(_overhead_rows(overhead) if overhead is not None else []),
+        *(extra_rows or []),
         "",
     ]
 
@@ -136,6 +137,22 @@ def sweep_overhead() -> tuple[list[str], object | None]:
     except Exception as err:  # the other benchmarks' results still get written
         return ["## Sweep overhead (issue 17)", "", f"Not measured: {type(err).__name__}: {err}", ""], None
     return [*result.lines, ""], result
+
+
+def parallel_seeds() -> tuple[list[str], list[str]]:
+    """Issue 17's course 1 row (bench_parallel_seeds.py) and its section."""
+    try:
+        import bench_parallel_seeds
+
+        lines, r = bench_parallel_seeds.measure()
+    except Exception as err:  # the other benchmarks' results still get written
+        return [], ["## Seeds side by side", "", f"Not measured: {type(err).__name__}: {err}", ""]
+    goal = bench_parallel_seeds.GOAL
+    row = (f"| course 1's regularization study: `trainer.parallel_seeds` ≥ {goal:g}× less wall time, same "
+           f"verdicts (issue 17) | {r['ratio']:.2f}× ({r['cpu_ratio']:.2f}× CPU), verdicts "
+           f"{'same' if r['same_verdicts'] else 'differ'}, {r['exact']}/{r['jobs']} jobs bit for bit | "
+           f"{_verdict(r['ratio'] >= goal and r['same_verdicts'])} |")
+    return [row], [*lines, ""]
 
 
 def launchers() -> tuple[list[str], float | None]:
@@ -175,6 +192,8 @@ def main() -> None:
     sweep, sweep_ratio = launchers()
     print("sweep overhead ...", flush=True)
     overhead_lines, overhead = sweep_overhead()
+    print("parallel seeds ...", flush=True)
+    seeds_rows, seeds_lines = parallel_seeds()
     print("streamed image folders ...", flush=True)
     import bench_stream
 
@@ -186,7 +205,7 @@ def main() -> None:
         f"Written by `make bench` (benchmarks/run.py) on {dt.date.today().isoformat()} in "
         f"{minutes:.1f} min. Each comparison ran side by side in this one run; read the ratios.",
         "",
-        *targets(bc, cnn, help_median, sweep_ratio, overhead),
+        *targets(bc, cnn, help_median, sweep_ratio, overhead, seeds_rows),
         *head,
         "## Start-up",
         "",
@@ -207,6 +226,7 @@ def main() -> None:
         *trainer.markdown(cnn),
         *sweep,
         *overhead_lines,
+        *seeds_lines,
         *stream,
     ]
     RESULTS.write_text("\n".join(lines).rstrip() + "\n")
