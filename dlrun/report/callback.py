@@ -40,7 +40,10 @@ class SweepReport(Callback):
         from dlrun.report.runs import open_sweep
 
         self._started = time.time()
-        open_sweep(Path(config.hydra.sweep.dir))
+        try:
+            open_sweep(Path(config.hydra.sweep.dir))
+        except OSError:  # a folder that cannot be made: the launcher says so in one line
+            pass
         _LAST["failed"] = 0
         # A joblib sweep's pool of warm workers draws the run folders' figures at the end.
         _LAST["joblib"] = WarmWorkers.settings(config)
@@ -85,7 +88,10 @@ def _draw_run_figures(sweep_dir: Path) -> Callable[[], None]:
 
     settings = _LAST.get("joblib")
     cores = cpu_count()
-    n_jobs = parallel_jobs(int(settings.get("n_jobs", -1)), cores=cores) if settings else cores
+    try:
+        n_jobs = parallel_jobs(int(settings.get("n_jobs", -1)), cores=cores) if settings else cores
+    except ValueError:  # a launcher setting the sweep itself refused (n_jobs=0): draw them here
+        n_jobs = 1
     if n_jobs < 2 or len(pending([sweep_dir])) < PARALLEL_FROM:
         return lambda: draw_pending([sweep_dir])
     thread = threading.Thread(target=draw_pending, args=([sweep_dir],),
