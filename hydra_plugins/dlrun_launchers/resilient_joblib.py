@@ -45,23 +45,9 @@ def use_for_joblib() -> None:
 
     Call before Hydra composes the config; nothing happens without hydra-joblib-launcher.
     """
-    from dataclasses import dataclass
+    from hydra_plugins.dlrun_launchers import register_over
 
-    from hydra.core.config_store import ConfigStore
-    from hydra.core.plugins import Plugins
-
-    Plugins.instance()  # Hydra's plugin scan runs each plugin's module (and its store) once, now
-    try:
-        from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
-    except ImportError:
-        return
-
-    @dataclass
-    class ResilientJoblibLauncherConf(JobLibLauncherConf):
-        _target_: str = f"{__name__}.ResilientJoblibLauncher"
-
-    ConfigStore.instance().store(group="hydra/launcher", name="joblib", node=ResilientJoblibLauncherConf,
-                                 provider="dlrun")
+    register_over("joblib", "hydra_plugins.hydra_joblib_launcher.config", "JobLibLauncherConf", f"{__name__}.ResilientJoblibLauncher")
 
 
 def _indexed(jobs: list[tuple[int, Sequence[str]]], *args: Any) -> list[tuple[int, JobReturn]]:

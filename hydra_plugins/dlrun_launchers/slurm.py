@@ -76,23 +76,9 @@ def use_for_slurm() -> None:
 
     Call before Hydra composes the config; nothing happens without hydra-submitit-launcher.
     """
-    from dataclasses import dataclass
+    from hydra_plugins.dlrun_launchers import register_over
 
-    from hydra.core.config_store import ConfigStore
-    from hydra.core.plugins import Plugins
-
-    Plugins.instance()  # Hydra's plugin scan runs each plugin's module (and its store) once, now
-    try:
-        from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
-    except ImportError:
-        return
-
-    @dataclass
-    class DlrunSlurmQueueConf(SlurmQueueConf):
-        _target_: str = f"{__name__}.SubmititSlurmLauncher"
-
-    ConfigStore.instance().store(group="hydra/launcher", name="submitit_slurm", node=DlrunSlurmQueueConf,
-                                 provider="dlrun")
+    register_over("submitit_slurm", "hydra_plugins.hydra_submitit_launcher.config", "SlurmQueueConf", f"{__name__}.SubmititSlurmLauncher")
 
 
 def resume_after_requeue(run_dir: Path, environ: Mapping[str, str]) -> bool:
