@@ -251,7 +251,8 @@ def check(case: Case, stderr: str, code: int) -> str | None:
     return None
 
 
-def _dlrun_command() -> list[str]:
+def dlrun_command() -> list[str]:
+    """The installed `dlrun` command beside this Python (or on PATH), as a command list."""
     beside = Path(sys.executable).with_name("dlrun")
     found = str(beside) if beside.exists() else shutil.which("dlrun")
     if found is None:
@@ -263,7 +264,7 @@ def run_case(case: Case, data: Path, cwd: Path) -> str | None:
     """Run one case against the installed ``dlrun``; the reason it failed, or ``None``."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CI": "1"}
     env.pop("DLRUN_DEBUG", None)
-    proc = subprocess.run([*_dlrun_command(), *case.argv(data)], cwd=cwd, env=env,
+    proc = subprocess.run([*dlrun_command(), *case.argv(data)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
     return check(case, proc.stderr, proc.returncode)
 

@@ -40,10 +40,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+
+from dlrun.tools.bad_inputs import dlrun_command
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "slurmdbd", "munge", "mariadb-server")
 DAEMONS = ("slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd", "sacct", "sbatch")
@@ -243,8 +246,20 @@ class Checks:
         self.measured: dict[str, str] = {}
 
     def dlrun(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run([*_dlrun_command(), *args], cwd=self.work, env=self.env, capture_output=True,
+        return subprocess.run([*dlrun_command(), *args], cwd=self.work, env=self.env, capture_output=True,
                               text=True, timeout=timeout)
+
+    @contextmanager
+    def started(self, *args: str) -> Iterator[subprocess.Popen]:
+        """``dlrun ARGS`` running in the background; killed on the way out if still running."""
+        proc = subprocess.Popen([*dlrun_command(), *args], cwd=self.work, env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
     def sweep(self, name: str, *args: str) -> list[str]:
         return ["-m", "hydra/launcher=slurm_cpu", f"hydra.launcher.partition={self.partition}",
@@ -281,17 +296,11 @@ class Checks:
 
     def _cancel_one(self, name: str, *, warned_once: bool = False) -> str | None:
         args = self.sweep(name, "hydra.launcher.cpus_per_task=1", f"trainer.epochs=5,{LONG_EPOCHS}")
-        proc = subprocess.Popen([*_dlrun_command(), *args], cwd=self.work, env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        try:
+        with self.started(*args) as proc:
             long_job = self._running_job(name, index=1, timeout=180)
             subprocess.run(["scancel", long_job], env=self.env, check=True, timeout=30)
             cancelled = time.monotonic()
             out, err = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         took = time.monotonic() - cancelled
         self.measured[name] = f"exit {proc.returncode} {took:.0f} s after scancel"
         if proc.returncode != 1:
@@ -319,19 +328,12 @@ class Checks:
         epochs = f"trainer.epochs={self._epochs_for(REQUEUE_SECONDS)}"
         # Each start of a job with a 1-minute limit runs 20 to 50 s (slurmctld warns it at its
         # next 30-second check), 10 of them starting up: allow enough requeues.
-        sweep = subprocess.Popen(
-            [*_dlrun_command(), *self.sweep("requeue", "hydra.launcher.cpus_per_task=1",
-                                            "hydra.launcher.timeout_min=1", "hydra.launcher.max_num_timeout=12",
-                                            "seed=0", epochs)],
-            cwd=self.work, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        start = time.monotonic()
-        reference = self.dlrun("seed=0", epochs, *QUIET, f"hydra.run.dir={self.work / 'uninterrupted'}")
-        try:
+        args = self.sweep("requeue", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=1",
+                          "hydra.launcher.max_num_timeout=12", "seed=0", epochs)
+        with self.started(*args) as sweep:
+            start = time.monotonic()
+            reference = self.dlrun("seed=0", epochs, *QUIET, f"hydra.run.dir={self.work / 'uninterrupted'}")
             _, stderr = sweep.communicate(timeout=900)
-        finally:
-            if sweep.poll() is None:
-                sweep.kill()
-                sweep.wait()
         took = time.monotonic() - start
         if reference.returncode != 0:
             return f"the uninterrupted run failed: {_tail(reference.stderr)}"
@@ -366,7 +368,7 @@ class Checks:
         """Epochs of the default run (one thread) that train about ``seconds`` on this machine now,
         two at once as in the check (the SLURM job beside its uninterrupted twin)."""
         probes = [self.work / f"probe{i}" for i in (0, 1)]
-        procs = [subprocess.Popen([*_dlrun_command(), "trainer.epochs=2000", *QUIET, f"hydra.run.dir={p}"],
+        procs = [subprocess.Popen([*dlrun_command(), "trainer.epochs=2000", *QUIET, f"hydra.run.dir={p}"],
                                   cwd=self.work, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                   text=True) for p in probes]
         for proc in procs:
@@ -417,14 +419,6 @@ def _tail(text: str, n: int = 400) -> str:
 
 def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
-
-
-def _dlrun_command() -> list[str]:
-    beside = Path(sys.executable).with_name("dlrun")
-    found = str(beside) if beside.exists() else shutil.which("dlrun")
-    if found is None:
-        raise SystemExit("no installed `dlrun` command found; run `make install` first")
-    return [found]
 
 
 def main(argv: list[str] | None = None) -> int:
