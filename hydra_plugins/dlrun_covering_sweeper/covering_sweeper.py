@@ -55,16 +55,7 @@ def use_covering_sweeper() -> None:
     Call before Hydra composes the config; Hydra's plugin scan, which stores its own
     ``basic`` sweeper, runs first.
     """
-    from dataclasses import dataclass
+    from hydra_plugins.dlrun_launchers import register_over
 
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeperConf
-    from hydra.core.config_store import ConfigStore
-    from hydra.core.plugins import Plugins
-
-    Plugins.instance()
-
-    @dataclass
-    class CoveringSweeperConf(BasicSweeperConf):
-        _target_: str = f"{__name__}.CoveringSweeper"
-
-    ConfigStore.instance().store(group="hydra/sweeper", name="basic", node=CoveringSweeperConf, provider="dlrun")
+    register_over("basic", "hydra._internal.core_plugins.basic_sweeper", "BasicSweeperConf",
+                  f"{__name__}.CoveringSweeper", group="hydra/sweeper")

@@ -1,8 +1,8 @@
 """dlrun's Hydra launchers (Hydra finds launcher plugins only under ``hydra_plugins``)."""
 
 
-def register_over(name: str, conf_module: str, conf_class: str, target: str) -> None:
-    """Make ``hydra/launcher=NAME`` select ``target``, a launcher class taking the same settings.
+def register_over(name: str, conf_module: str, conf_class: str, target: str, *, group: str = "hydra/launcher") -> None:
+    """Make ``GROUP=NAME`` (a launcher by default) select ``target``, a class taking the same settings.
 
     Call before Hydra composes the config; nothing happens without the plugin that defines
     ``conf_module.conf_class``.
@@ -19,4 +19,4 @@ def register_over(name: str, conf_module: str, conf_class: str, target: str) -> 
     except ImportError:
         return
     conf = make_dataclass(f"Dlrun{conf_class}", [("_target_", str, field(default=target))], bases=(base,))
-    ConfigStore.instance().store(group="hydra/launcher", name=name, node=conf, provider="dlrun")
+    ConfigStore.instance().store(group=group, name=name, node=conf, provider="dlrun")
