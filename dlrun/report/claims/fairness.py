@@ -244,9 +244,13 @@ def _why_reweighing_falls_short(data: pd.DataFrame) -> list[str]:
         plain, weighed = linear["linear_unweighted"].mean(), linear["linear_reweighed"].mean()
         kept = weighed / plain
         network = np.mean(runs["test_dp"]) / data.loc[data["method"] == AUDIT, "test_dp"].mean()
-        verdict = ("the weights alone fall short on this data, not only the network" if kept >= 0.5 else
-                   "the weights can halve the gap on this data, and what the network keeps beyond that comes from "
-                   "how it was trained (its fit, the epoch kept)")
+        if kept >= 0.5:
+            verdict = "the weights alone fall short on this data, not only the network"
+        elif network > kept:
+            verdict = ("the weights can halve the gap on this data, and what the network keeps beyond that comes "
+                       "from how it was trained (its fit, the epoch kept)")
+        else:
+            verdict = "the weights can halve the gap on this data, and the network keeps no more of it than the regression"
         ordinal = "Third" if " Second," in lines[0] else "Second"
         lines[0] += (f" {ordinal}, a logistic regression on the same inputs under the same weights keeps {kept:.0%} of "
                      f"its own test gap ({plain:.3f} → {weighed:.3f}, mean over seeds) where the network keeps "
