@@ -125,12 +125,50 @@ def setup(trainer: TrainerConfig, *, seed: int) -> str:
             keras.mixed_precision.set_global_policy("float32")
     else:
         keras.mixed_precision.set_global_policy("float32")
-    keras.utils.set_random_seed(seed)
+    set_random_seed(seed)
     if trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
     log.debug("training on %s (%d GPU visible), precision %s", device, len(gpus),
               keras.mixed_precision.global_policy().name)
     return device
+
+
+def set_random_seed(seed: int) -> None:
+    """``keras.utils.set_random_seed(seed)`` (Python, NumPy, Keras and TensorFlow seeds) without
+    emptying TensorFlow's kernel cache, which ``tf.random.set_seed`` does in eager mode.
+
+    The cache holds the instantiated graphs of traced functions: emptied, the next call of a
+    graph a sweep's worker keeps for its jobs (:mod:`dlrun.warm_graph`) re-optimizes it, about
+    0.1 s a job. Emptying it restarts the streams of *stateful* random kernels run eagerly
+    with the same seeds; dlrun's and Keras's random numbers come from stateless kernels with
+    seeds from Keras's seed state, which is reset here, and the operation seeds TensorFlow
+    derives from its global seed restart as ``tf.random.set_seed`` restarts them.
+    """
+    import random
+
+    import keras
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.eager import context
+
+        ctx = context.context()
+        if not (hasattr(ctx, "_seed") and hasattr(ctx, "_rng") and tf.executing_eagerly()):
+            raise AttributeError("TensorFlow's eager context changed")
+    except (ImportError, AttributeError):
+        keras.utils.set_random_seed(seed)
+        return
+
+    def seed_without_clearing(value: int) -> None:
+        ctx._seed = value
+        ctx._rng = random.Random(value)
+
+    real = tf.random.set_seed
+    tf.random.set_seed = seed_without_clearing
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        tf.random.set_seed = real
 
 
 def versions() -> dict[str, str]:

@@ -24,6 +24,7 @@ epoch; ``lr`` is the learning rate at the end of the epoch; ``seconds`` its wall
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -37,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.stats import rankdata
 
+from dlrun import warm_graph
 from dlrun.data.image_store import is_lazy
 from dlrun.data.table import Splits
 from dlrun.losses import per_row_loss
@@ -307,9 +309,9 @@ class _EpochRunner:
 def _fast_loop(
     model: keras.Model, splits: Splits, spec: TaskSpec, *, epochs: int, batch_size: int,
     sample_weight: np.ndarray, callbacks: keras.callbacks.CallbackList, on_epoch: EpochHook,
-    seed: int, initial_epoch: int, history: list[Row],
+    seed: int, initial_epoch: int, history: list[Row], runner: _EpochRunner | None = None,
 ) -> tuple[list[Row], str, str | None]:
-    runner = _EpochRunner(model, spec, batch_size=batch_size, n_train=len(splits.train.y))
+    runner = runner or _EpochRunner(model, spec, batch_size=batch_size, n_train=len(splits.train.y))
     streamed = is_lazy(splits.train.x) and is_lazy(splits.val.x)
     if streamed:
         run_epoch = _StreamedEpochs(runner, splits, sample_weight, batch_size=batch_size)
@@ -542,20 +544,29 @@ def train(
         raise ValueError(f"loop={loop!r} is not one of: auto, fast, fit")
     chosen = "fit" if loop == "fit" else "fast"
     weights = row_weights(splits, class_weight=class_weight)
-    model.compile(optimizer=optimizer, loss=per_row_loss(spec))  # wraps the optimizer for mixed precision
+    loss = per_row_loss(spec)
+    model.compile(optimizer=optimizer, loss=loss)  # wraps the optimizer for mixed precision
     _watch_direction(callbacks)
-    cb_list = keras.callbacks.CallbackList(callbacks, model=model)
     rows: list[Row] = list(history or [])  # the loops append to it, so Ctrl-C keeps what ran
     record = on_epoch or (lambda epoch, row: None)
-    run = _fast_loop if chosen == "fast" else _fit_loop
     start = time.perf_counter()
-    try:
-        rows, status, message = run(
-            model, splits, spec, epochs=epochs, batch_size=batch_size, sample_weight=weights,
-            callbacks=cb_list, on_epoch=record, seed=seed, initial_epoch=initial_epoch, history=rows,
-        )
-    except KeyboardInterrupt:
-        status, message = "interrupted", "stopped by the user (Ctrl-C or SIGTERM)"
+    if chosen == "fast":  # a graph traced by an earlier run of this process, when there is one
+        network = warm_graph.lease(model, spec, batch_size=batch_size, n_train=len(splits.train.y), loss=loss,
+                                   make_runner=partial(_EpochRunner, spec=spec, batch_size=batch_size,
+                                                       n_train=len(splits.train.y)))
+        run = _fast_loop
+    else:
+        network, run = contextlib.nullcontext((model, None)), _fit_loop
+    with network as (net, runner):
+        extra = {"runner": runner} if runner is not None else {}
+        cb_list = keras.callbacks.CallbackList(callbacks, model=net)
+        try:
+            rows, status, message = run(
+                net, splits, spec, epochs=epochs, batch_size=batch_size, sample_weight=weights,
+                callbacks=cb_list, on_epoch=record, seed=seed, initial_epoch=initial_epoch, history=rows, **extra,
+            )
+        except KeyboardInterrupt:
+            status, message = "interrupted", "stopped by the user (Ctrl-C or SIGTERM)"
     seconds = time.perf_counter() - start
     stopped_early = status == "ok" and len(rows) < epochs
     return FitResult(rows, status, chosen, seconds, stopped_early, message)
