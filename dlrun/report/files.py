@@ -69,12 +69,17 @@ def write_csv(path: Path, frame: pd.DataFrame, *, index: bool = False) -> Path:
     return _atomic(path, lambda f: frame.to_csv(f, index=index))
 
 
-def save_figure(path: Path, fig) -> Path:
-    """Save a matplotlib figure atomically and close it."""
+def save_figure(path: Path, fig, *, tight: bool = True) -> Path:
+    """Save a matplotlib figure atomically and close it.
+
+    ``tight`` crops the page to what is drawn, which draws the figure twice (once to measure
+    it); a figure whose margins were set for its labels saves in one draw with ``False``.
+    """
     import matplotlib.pyplot as plt
 
+    crop = {"bbox_inches": "tight"} if tight else {}
     try:
-        return _atomic(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"), mode="wb")
+        return _atomic(path, lambda f: fig.savefig(f, format="png", dpi=110, **crop), mode="wb")
     finally:
         plt.close(fig)
 

@@ -100,7 +100,10 @@ def plot_curves(history: pd.DataFrame, path: Path, *, metric: str, best_epoch: i
         if np.isfinite(values).any() and np.nanmin(values) > 0 and np.nanmax(values) / np.nanmin(values) > 100:
             axes[0].set_yscale("log")
     fig.suptitle(title)
-    return save_figure(path, fig)
+    # Margins set for the labels this figure has (numbers, "epoch", a metric's name), so that
+    # it is drawn once, not twice as a cropped save draws it: a sweep draws one per run.
+    fig.subplots_adjust(left=0.07, right=0.985, bottom=0.14, top=0.87, wspace=0.22)
+    return save_figure(path, fig, tight=False)
 
 
 def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path, *, title: str) -> Path:
