@@ -6,11 +6,19 @@ breast_cancer for up to 100 epochs under the joblib launcher. Each side runs the
 a user would (the whole command timed, TensorFlow's imports and the report included), into
 its own temporary sweep folder:
 
+* ``before issue 17``: one job per seed as dlrun ran it before issue 17: every job traces its
+  own epoch graph (``DLRUN_FRESH_GRAPH=1``), fits its own reference model
+  (``DLRUN_REFIT_REFERENCE=1``) and draws its plots (``trainer.defer_plots=false``), and
+  Hydra's basic sweeper composes every job before the first starts;
 * ``one job per seed``: ``trainer.parallel_seeds=false`` (the default);
 * ``parallel seeds``: ``trainer.parallel_seeds=true``: each regularizer's 5 seeds train in
   one worker as one stacked network.
 
-Then the two are compared job by job (every number of ``metrics.json`` but clocks, and the
+Issue 17's bar is the study's wall time with parallel seeds against before issue 17 (at least
+2× less); the ratio against one job per seed today is printed beside it, since the shared
+epoch graph (``dlrun.warm_graph``) made one job per seed faster too.
+
+Then the sides are compared job by job (every number of ``metrics.json`` but clocks, and the
 run folders' files) and verdict by verdict (the regularizer rows of ``study.md``). Each
 stacked seed runs its own model's ops (only the elementwise optimizer update is shared), so
 at the same thread count the jobs should agree bit for bit: that count is printed, and a job
@@ -44,7 +52,15 @@ from pathlib import Path
 GOAL = 2.0  # issue 17: at least 2x less wall time with parallel seeds
 TOLERANCE, ABS = 1e-3, 1e-6
 QUICK = ("reg=none,l2,dropout", "trainer.epochs=30")
-SIDES = {"one job per seed": "trainer.parallel_seeds=false", "parallel seeds": "trainer.parallel_seeds=true"}
+HYDRA_BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+BEFORE, SOLO, GROUP = "before issue 17", "one job per seed", "parallel seeds"
+# label -> (overrides, environment)
+SIDES: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+    BEFORE: (("trainer.parallel_seeds=false", "trainer.defer_plots=false", f"hydra.sweeper._target_={HYDRA_BASIC_SWEEPER}"),
+             {"DLRUN_FRESH_GRAPH": "1", "DLRUN_REFIT_REFERENCE": "1"}),
+    SOLO: (("trainer.parallel_seeds=false",), {}),
+    GROUP: (("trainer.parallel_seeds=true",), {}),
+}
 _CLOCKS = {"fit_seconds", "seconds_per_epoch", "seconds"}
 _EXACT = ("status", "epochs_run", "best_epoch", "stopped_early")
 _VERDICT = re.compile(r"^\| (\w+) \|.*\*\*(supported|not supported|inconclusive)\*\* \|$", re.MULTILINE)
@@ -64,8 +80,8 @@ class Side:
 
 def _run(label: str, args: tuple[str, ...], sweep: Path) -> tuple[float, float]:
     command = [sys.executable, "-c", "import sys; from dlrun.cli import main; sys.argv[0] = 'dlrun'; sys.exit(main())",
-               "experiment=regularization", SIDES[label], *args, f"hydra.sweep.dir={sweep}"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+               "experiment=regularization", *SIDES[label][0], *args, f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **SIDES[label][1]}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=sweep.parent, env=env, capture_output=True, text=True)
@@ -91,7 +107,8 @@ def _jobs(sweep: Path) -> dict[tuple[str, ...], Path]:
     jobs = {}
     for file in sweep.glob("*/metrics.json"):
         overrides = json.loads(file.read_text()).get("overrides") or []
-        jobs[tuple(sorted(o for o in overrides if not o.startswith("trainer.parallel_seeds=")))] = file.parent
+        jobs[tuple(sorted(o for o in overrides if not o.startswith(("trainer.parallel_seeds=", "trainer.defer_plots=",
+                                                                   "hydra."))))] = file.parent
     return jobs
 
 
@@ -156,36 +173,43 @@ def measure(*, quick: bool = False, repeats: int = 1) -> tuple[list[str], dict]:
                 side.cpu.append(cpu)
                 side.sweep = sweep
                 print(f"{label}: {wall:.1f} s wall, {cpu:.1f} s CPU", file=sys.stderr)
-        solo, group = sides["one job per seed"], sides["parallel seeds"]
+        before, solo, group = sides[BEFORE], sides[SOLO], sides[GROUP]
         a = compare(solo.sweep, group.sweep)
-        v_solo, v_group = verdicts(solo.sweep), verdicts(group.sweep)
+        b = compare(before.sweep, solo.sweep)
+        v_before, v_solo, v_group = verdicts(before.sweep), verdicts(solo.sweep), verdicts(group.sweep)
     load_after = os.getloadavg()
     cores = os.cpu_count() or 1
-    ratio = solo.median / group.median
-    cpu_ratio = statistics.median(solo.cpu) / statistics.median(group.cpu)
-    same = v_solo == v_group and bool(v_solo)
+    ratio = before.median / group.median
+    ratio_solo = solo.median / group.median
+    cpu_ratio = statistics.median(before.cpu) / statistics.median(group.cpu)
+    same = v_before == v_solo == v_group and bool(v_solo)
     lines = [
         f"## Seeds side by side: course 1's regularization study{' (quick)' if quick else ''}", "",
-        f"`dlrun experiment=regularization {' '.join(args)}` with `trainer.parallel_seeds` false and true, each "
-        f"side {repeats} time(s); {cores} cores; load average (1 min) before {load_before[0]:.1f}, after "
+        f"`dlrun experiment=regularization {' '.join(args)}` as before issue 17, and with `trainer.parallel_seeds` "
+        f"false and true, each side {repeats} time(s); {cores} cores; load average (1 min) before {load_before[0]:.1f}, after "
         f"{load_after[0]:.1f}{' (above the core count: other processes shared the cores)' if max(load_before[0], load_after[0]) > cores else ''}.",
         "", "| side | median wall s | each run, s | CPU s (median) |", "|---|---:|---|---:|",
         *(f"| {side.label} | {side.median:.1f} | {', '.join(f'{w:.1f}' for w in side.wall)} | "
           f"{statistics.median(side.cpu):.1f} |" for side in sides.values()),
         "",
-        f"Parallel seeds take **{ratio:.2f}×** less wall time (goal ≥ {GOAL:.0f}×: {'met' if ratio >= GOAL else 'not met'}), "
-        f"{cpu_ratio:.2f}× less CPU time.",
-        f"Jobs: {a['paired']}/{a['jobs']} paired; {a['exact']} bit for bit; {a['matched']}/{a['paired']} match (same "
+        f"Parallel seeds take **{ratio:.2f}×** less wall time than before issue 17 (goal ≥ {GOAL:.0f}×: "
+        f"{'met' if ratio >= GOAL else 'not met'}), {cpu_ratio:.2f}× less CPU time; against one job per seed today, "
+        f"**{ratio_solo:.2f}×** less wall time.",
+        f"One job per seed against before issue 17: {b['paired']}/{b['jobs']} paired; {b['exact']} bit for bit; "
+        f"{b['same_files']}/{b['paired']} run folders hold the same files.",
+        f"Parallel seeds against one job per seed: {a['paired']}/{a['jobs']} paired; {a['exact']} bit for bit; {a['matched']}/{a['paired']} match (same "
         f"status, epochs and best epoch, every number within {TOLERANCE:g} relative or {ABS:g} absolute); largest "
         f"relative difference {a['worst']:.1e} ({a['where'] or '-'}); {a['same_files']}/{a['paired']} run folders hold "
         "the same files.",
         *([f"Not matching: {'; '.join(a['off'])}."] if a["off"] else []),
-        f"Verdicts: {'the same' if same else 'DIFFERENT'}: "
-        + ", ".join(f"{k} {v_solo.get(k)}" + ("" if v_group.get(k) == v_solo.get(k) else f" / {v_group.get(k)}")
-                    for k in sorted(v_solo.keys() | v_group.keys())),
+        f"Verdicts: {'the same on every side' if same else 'DIFFERENT'}: "
+        + ", ".join(f"{k} {v_solo.get(k)}" + ("" if v_before.get(k) == v_solo.get(k) == v_group.get(k)
+                                              else f" (before {v_before.get(k)}, parallel {v_group.get(k)})")
+                    for k in sorted(v_before.keys() | v_solo.keys() | v_group.keys())),
         "",
     ]
-    return lines, {**a, "ratio": ratio, "cpu_ratio": cpu_ratio, "same_verdicts": same}
+    return lines, {**a, "ratio": ratio, "ratio_solo": ratio_solo, "cpu_ratio": cpu_ratio, "same_verdicts": same,
+                   "exact_before": b["exact"], "same_files_before": b["same_files"]}
 
 
 def main(argv: list[str] | None = None) -> int:
