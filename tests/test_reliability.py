@@ -394,8 +394,11 @@ def test_sigterm_then_resume_reaches_the_metrics_of_an_uninterrupted_run(tmp_pat
 @pytest.mark.slow
 def test_an_interrupted_sweep_still_reports_the_jobs_that_finished(tmp_path):
     sweep = tmp_path / "sweep"
+    # Job 1 trains far longer than job 0, so that it is still training when the test, however
+    # late the machine lets it look, sees its first checkpoint.
     proc = _start_cli(["-m", f"hydra.sweep.dir={sweep}", "dataset=digits", "dataset.max_rows=300",
-                       "trainer.epochs=400", "trainer.checkpoint_every=1", "trainer.checkpoint_seconds=0", "seed=0,1,2", *TINY], cwd=tmp_path)
+                       "trainer.epochs=300,20000,301", "trainer.checkpoint_every=1", "trainer.checkpoint_seconds=0",
+                       *TINY], cwd=tmp_path)
     # Job 0 finished and job 1 has checkpointed an epoch: stop the sweep there.
     deadline = time.monotonic() + 180
     while not (sweep / "1" / "checkpoint" / "state.npz").exists() and time.monotonic() < deadline:
