@@ -99,7 +99,7 @@ def plot_curves(history: pd.DataFrame, path: Path, *, metric: str, best_epoch: i
         values = history[[c for c in ("loss", "val_loss") if c in history]].to_numpy(dtype=float)
         if np.isfinite(values).any() and np.nanmin(values) > 0 and np.nanmax(values) / np.nanmin(values) > 100:
             axes[0].set_yscale("log")
-    fig.suptitle(title, wrap=True)
+    fig.suptitle(title)
     # Margins set for the labels this figure has (numbers, "epoch", a metric's name), so that
     # it is drawn once, not twice as a cropped save draws it: a sweep draws one per run.
     fig.subplots_adjust(left=0.07, right=0.985, bottom=0.14, top=0.87, wspace=0.22)
@@ -114,21 +114,19 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path, *, ti
     matrix = np.asarray(matrix)
     n = len(class_names)
     size = max(4.0, 0.45 * n + 2)
-    # Laid out around the class names and titles (constrained), then drawn once; the cells'
-    # texts sit inside the axes and stay out of the layout, whose cost is measuring text.
-    fig, ax = plt.subplots(figsize=(size, size), layout="constrained")
+    fig, ax = plt.subplots(figsize=(size, size))
     rows = matrix.sum(axis=1, keepdims=True)
     shade = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
     ax.imshow(shade, cmap="Blues", vmin=0, vmax=1)
     for i, j in zip(*np.nonzero(matrix), strict=True):  # empty cells stay blank
         ax.text(j, i, f"{matrix[i, j]}\n{shade[i, j]:.0%}", ha="center", va="center",
-                color="white" if shade[i, j] > 0.6 else "black", fontsize=7, in_layout=False)
+                color="white" if shade[i, j] > 0.6 else "black", fontsize=7)
     ax.set_xticks(range(n), class_names, rotation=45, ha="right")
     ax.set_yticks(range(n), class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title, wrap=True)  # a title longer than the figure is wide goes on two lines
-    return save_figure(path, fig, tight=False)
+    ax.set_title(title)
+    return save_figure(path, fig)
 
 
 def pending(folders: Iterable[Path]) -> list[Path]:
