@@ -99,7 +99,7 @@ def plot_curves(history: pd.DataFrame, path: Path, *, metric: str, best_epoch: i
         values = history[[c for c in ("loss", "val_loss") if c in history]].to_numpy(dtype=float)
         if np.isfinite(values).any() and np.nanmin(values) > 0 and np.nanmax(values) / np.nanmin(values) > 100:
             axes[0].set_yscale("log")
-    fig.suptitle(title)
+    fig.suptitle(title, wrap=True)  # fixed margins: a long title goes on two lines, not off the page
     # Margins set for the labels this figure has (numbers, "epoch", a metric's name), so that
     # it is drawn once, not twice as a cropped save draws it: a sweep draws one per run.
     fig.subplots_adjust(left=0.07, right=0.985, bottom=0.14, top=0.87, wspace=0.22)
