@@ -53,6 +53,7 @@ class _Host:
 
 
 _HOSTS: OrderedDict[str, _Host] = OrderedDict()
+_REFUSED: set[str] = set()  # graphs whose host could not be made: not tried again
 
 
 def _normalized(value: Any, names: dict[str, str]) -> Any:
@@ -131,20 +132,22 @@ def lease(model: keras.Model, spec: Any, *, batch_size: int, n_train: int, loss:
     one, else ``model`` itself and a new runner. On the way out the host's state goes back
     into ``model`` and its optimizer."""
     key = graph_key(model, spec, batch_size=batch_size, n_train=n_train)
+    if key in _REFUSED:
+        key = None
     host = _HOSTS.pop(key, None) if key is not None else None
     if key is not None and host is None:
         try:
             host = _host(model, loss, make_runner)
         except Exception as err:  # a clone Keras cannot make: this run traces its own graph
             log.debug("no shared epoch graph (%s: %s)", type(err).__name__, err)
-    if host is None:
-        yield model, make_runner(model)
-        return
-    if not model.optimizer.built:
+            _REFUSED.add(key)
+    if host is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)  # as the runner builds it
-    pairs = _pairs(model, host.model)
-    if pairs is None:
+    pairs = _pairs(model, host.model) if host is not None else None
+    if host is not None and pairs is None:
         log.debug("no shared epoch graph: the clone's variables differ from the model's")
+        _REFUSED.add(key)
+    if pairs is None:
         yield model, make_runner(model)
         return
     _copy(pairs)
@@ -161,3 +164,4 @@ def lease(model: keras.Model, spec: Any, *, batch_size: int, n_train: int, loss:
 def forget() -> None:
     """Drop every host (tests; a process that trains nothing more)."""
     _HOSTS.clear()
+    _REFUSED.clear()

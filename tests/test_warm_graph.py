@@ -140,3 +140,17 @@ def test_reseeding_reproduces_keras_randomness_and_the_fit_loops_shuffling(monke
     np.testing.assert_array_equal(first[1], again[1])
     np.testing.assert_array_equal(first[2], again[2])
     assert first[3] == again[3]
+
+
+def test_a_graph_whose_host_does_not_match_trains_on_its_own_and_is_not_tried_again(monkeypatch):
+    splits = make_splits()
+    alone = _run(splits, seed=4, lr=1e-2, fresh=True, monkeypatch=monkeypatch)
+    clones = []
+    real = warm_graph._host
+    monkeypatch.setattr(warm_graph, "_host", lambda *a: clones.append(1) or real(*a))
+    monkeypatch.setattr(warm_graph, "_pairs", lambda src, dst: None)  # as if the clone's variables differed
+    first = _run(splits, seed=4, lr=1e-2, fresh=False, monkeypatch=monkeypatch)
+    _run(splits, seed=5, lr=1e-2, fresh=False, monkeypatch=monkeypatch)
+    _same(alone, first)
+    assert not warm_graph._HOSTS and len(warm_graph._REFUSED) == 1
+    assert len(clones) == 1  # the second run did not clone again
