@@ -27,6 +27,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Every dlrun seed traces its own graph, as the other sides do: this compares training loops,
+# not dlrun.warm_graph's sharing of a graph between the runs of one process.
+os.environ["DLRUN_FRESH_GRAPH"] = "1"
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
